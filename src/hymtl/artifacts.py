@@ -1,0 +1,107 @@
+"""What a run leaves in its directory: metrics.csv, summary.json, checkpoints. Every file is
+written so that a kill mid-write never leaves a corrupt one behind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+METRIC_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "train_penalty",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "lr",
+    "seconds",
+]
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same directory, then rename over `path`."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; run artifacts are for sharing
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2)
+            handle.write("\n")
+
+    atomic_write(path, write)
+
+
+def save_checkpoint(path: Path, checkpoint: dict) -> None:
+    atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+
+
+def load_checkpoint(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class MetricsLog:
+    """metrics.csv: one row per epoch, flushed to disk as soon as the epoch ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._file = open(self.path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
+        if new:
+            self._writer.writeheader()
+        self.rows: list[dict] = []
+
+    def append(self, row: dict) -> None:
+        self._writer.writerow({key: row[key] for key in METRIC_COLUMNS})
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.rows.append(row)
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def classification_metrics(targets: list[int], preds: list[int], classes: list[str]) -> dict:
+    """Accuracy, macro and weighted precision/recall/F1, per-class report, confusion matrix."""
+    labels = list(range(len(classes)))
+    result = {"n": len(targets), "accuracy": float(accuracy_score(targets, preds))}
+    for average in ("macro", "weighted"):
+        precision, recall, f1, _ = precision_recall_fscore_support(
+            targets, preds, labels=labels, average=average, zero_division=0
+        )
+        result[average] = {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+    result["per_class"] = classification_report(
+        targets, preds, labels=labels, target_names=classes, output_dict=True, zero_division=0
+    )
+    result["confusion_matrix"] = confusion_matrix(targets, preds, labels=labels).tolist()
+    return result

@@ -1,0 +1,74 @@
+"""Checks on a composed config that the schema's types cannot express, run before any work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from hymtl import UserError
+
+# `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
+ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
+
+
+def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
+    found = []
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            value = node._get_node(key)
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                found.append((where, str(node[key])))
+            else:
+                found += find_targets(value, where)
+    elif isinstance(node, ListConfig):
+        for index, value in enumerate(node):
+            found += find_targets(value, f"{path}[{index}]")
+    return found
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise UserError with one line for values that cannot work."""
+    for where, target in find_targets(cfg):
+        if not target.startswith(ALLOWED_TARGET_PREFIXES):
+            raise UserError(
+                f"{where}={target} is not allowed: targets must start with one of "
+                f"{', '.join(ALLOWED_TARGET_PREFIXES)}"
+            )
+    problems = []
+    if cfg.epochs < 1:
+        problems.append(f"epochs={cfg.epochs} must be >= 1")
+    if cfg.batch_size < 1:
+        problems.append(f"batch_size={cfg.batch_size} must be >= 1")
+    if cfg.num_workers < 0:
+        problems.append(f"num_workers={cfg.num_workers} must be >= 0")
+    for key in ("lambda_l1", "lambda_l2"):
+        if cfg[key] < 0:
+            problems.append(f"{key}={cfg[key]} must be >= 0")
+    for key in ("l1", "l2", "weight_decay"):
+        if cfg.regularizer[key] < 0:
+            problems.append(f"regularizer.{key}={cfg.regularizer[key]} must be >= 0")
+    if "lr" in cfg.optimizer and cfg.optimizer.lr <= 0:
+        problems.append(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
+    if problems:
+        raise UserError("; ".join(problems))
+    resolve_device(cfg.device)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+    return device
+
+
+def to_plain_dict(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python types (safe for JSON and weights_only checkpoints)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

@@ -1,0 +1,227 @@
+"""Image folders → train/val datasets with the reference transforms.
+
+Every file is decoded once before training, so a file that is not a usable image is skipped
+with one warning naming it instead of crashing the loop mid-epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+from sklearn.model_selection import train_test_split
+from torch.utils.data import Dataset
+from torchvision import transforms
+from tqdm import tqdm
+
+from hymtl import UserError
+
+log = logging.getLogger(__name__)
+
+
+def open_rgb(path: str | os.PathLike) -> Image.Image:
+    """Decode a file to an upright RGB image (EXIF rotation applied, any mode converted)."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        return image.convert("RGB")
+
+
+def check_image(path: str, min_colors: int) -> str | None:
+    """None if `path` decodes to a usable photo, else the reason it cannot be used."""
+    try:
+        image = open_rgb(path)
+    except Exception as error:  # PIL raises many types for broken files; all mean "unusable"
+        return f"cannot be decoded ({type(error).__name__}: {error})".replace("\n", " ")
+    if min_colors > 0 and image.getcolors(maxcolors=min_colors - 1) is not None:
+        return f"fewer than {min_colors} colours, a placeholder rather than a photo"
+    return None
+
+
+def train_transform(image_size: int, mean, std) -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.RandomResizedCrop(image_size),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+def eval_transform(resize_size: int, image_size: int, mean, std) -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.Resize(resize_size),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
+
+
+class ImageListDataset(Dataset):
+    """(path, class index) pairs, decoded to RGB and transformed on access."""
+
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform) -> None:
+        self.samples = samples
+        self.classes = classes
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, target = self.samples[index]
+        return self.transform(open_rgb(path)), target
+
+    @property
+    def targets(self) -> list[int]:
+        return [target for _, target in self.samples]
+
+
+@dataclass
+class DataSplits:
+    train: ImageListDataset
+    val: ImageListDataset
+    classes: list[str]
+    root: str
+    layout: str  # "train/val folders" or "split by val_fraction"
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def list_class_files(folder: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Class names (sub-folder names, sorted) and the files under each, recursively."""
+    if not folder.is_dir():
+        raise UserError(f"data folder {folder} does not exist; set data.root= to an image folder")
+    classes = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
+    if not classes:
+        raise UserError(
+            f"{folder} has no class sub-folders; expected {folder}/CLASS_NAME/*.jpg "
+            "(ImageFolder layout)"
+        )
+    files = {}
+    for name in classes:
+        found = []
+        for dirpath, dirnames, filenames in os.walk(folder / name, followlinks=True):
+            dirnames.sort()
+            found += [os.path.join(dirpath, f) for f in sorted(filenames) if not f.startswith(".")]
+        files[name] = found
+    return classes, files
+
+
+def scan_usable(
+    files: dict[str, list[str]], classes: list[str], min_colors: int, desc: str
+) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
+    """Decode every candidate file once (in threads: PIL releases the GIL while decoding)."""
+    # Every file is a candidate whatever its extension: content decides (a GIF or a .jpg that
+    # is really text), and whatever is left out is named in the warning, never dropped silently.
+    candidates = [(path, index) for index, name in enumerate(classes) for path in files[name]]
+    skipped = []
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        reasons = list(
+            tqdm(
+                pool.map(lambda sample: check_image(sample[0], min_colors), candidates),
+                total=len(candidates),
+                desc=f"checking {desc} images",
+                disable=None,
+                leave=False,
+            )
+        )
+    usable = [sample for sample, reason in zip(candidates, reasons) if reason is None]
+    skipped += [(sample[0], reason) for sample, reason in zip(candidates, reasons) if reason]
+    return usable, skipped
+
+
+def require_classes(samples: list[tuple[str, int]], classes: list[str], where: str) -> None:
+    counts = {name: 0 for name in classes}
+    for _, target in samples:
+        counts[classes[target]] += 1
+    empty = [name for name, count in counts.items() if count == 0]
+    if empty:
+        raise UserError(
+            f"{where}: class folder(s) {empty} contain no usable image; add images or remove "
+            "the folder"
+        )
+    if len(classes) < 2:
+        raise UserError(f"{where}: found only the class {classes}; classification needs >= 2")
+
+
+def load_data(
+    name: str,
+    root: str,
+    train_dir: str = "train",
+    val_dir: str = "val",
+    val_fraction: float = 0.2,
+    image_size: int = 224,
+    resize_size: int = 256,
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    min_colors: int = 64,
+    seed: int = 0,
+) -> DataSplits:
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        hint = " (fetch it with `python scripts/download_data.py`)" if name == "hymenoptera" else ""
+        raise UserError(
+            f"data.root={root} does not exist{hint}; point data.root= at an image folder"
+        )
+    train_tf = train_transform(image_size, mean, std)
+    val_tf = eval_transform(resize_size, image_size, mean, std)
+    has_train, has_val = (root_path / train_dir).is_dir(), (root_path / val_dir).is_dir()
+    if has_train != has_val:
+        missing = val_dir if has_train else train_dir
+        raise UserError(
+            f"{root_path} has {train_dir if has_train else val_dir}/ but no {missing}/; "
+            f"add it, or give a folder of class folders to split by data.val_fraction"
+        )
+
+    if has_train:
+        classes, train_files = list_class_files(root_path / train_dir)
+        val_classes, val_files = list_class_files(root_path / val_dir)
+        if val_classes != classes:
+            raise UserError(
+                f"class folders differ: {train_dir}/ has {classes}, {val_dir}/ has {val_classes}; "
+                "both splits need the same class folders"
+            )
+        train_samples, skipped = scan_usable(train_files, classes, min_colors, "train")
+        val_samples, val_skipped = scan_usable(val_files, classes, min_colors, "val")
+        skipped += val_skipped
+        require_classes(train_samples, classes, f"{root_path / train_dir}")
+        require_classes(val_samples, classes, f"{root_path / val_dir}")
+        layout = f"{train_dir}/ and {val_dir}/ folders"
+    else:
+        if not 0 < val_fraction < 1:
+            raise UserError(f"data.val_fraction={val_fraction} must be between 0 and 1")
+        classes, files = list_class_files(root_path)
+        samples, skipped = scan_usable(files, classes, min_colors, "all")
+        require_classes(samples, classes, str(root_path))
+        try:
+            train_samples, val_samples = train_test_split(
+                samples,
+                test_size=val_fraction,
+                random_state=seed,
+                stratify=[target for _, target in samples],
+            )
+        except ValueError as error:
+            raise UserError(
+                f"cannot split {len(samples)} images of {len(classes)} classes with "
+                f"data.val_fraction={val_fraction}: {error}"
+            ) from None
+        layout = f"one folder split by val_fraction={val_fraction} (seed {seed})"
+
+    if skipped:
+        listing = "; ".join(f"{path}: {reason}" for path, reason in skipped)
+        log.warning("skipped %d unusable file(s): %s", len(skipped), listing)
+    return DataSplits(
+        train=ImageListDataset(train_samples, classes, train_tf),
+        val=ImageListDataset(val_samples, classes, val_tf),
+        classes=classes,
+        root=str(root_path),
+        layout=layout,
+        skipped=skipped,
+    )
