@@ -65,7 +65,9 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise UserError(f"device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+        raise UserError(
+            f"device={name} but CUDA is not available here; use device=cpu or device=auto"
+        )
     return device
 
 

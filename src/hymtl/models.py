@@ -18,7 +18,9 @@ log = logging.getLogger(__name__)
 
 def find_head(model: nn.Module) -> tuple[str, nn.Linear]:
     """The classification layer: the last nn.Linear (resnet `fc`, mobilenet `classifier.1`, ...)."""
-    linears = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    linears = [
+        (name, module) for name, module in model.named_modules() if isinstance(module, nn.Linear)
+    ]
     if not linears:
         raise UserError(f"{type(model).__name__} has no nn.Linear head to replace")
     return linears[-1]
@@ -48,13 +50,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"when unpickled ({first_line})"
         ) from None
     except Exception as error:
-        raise UserError(f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {error})") from None
+        raise UserError(
+            f"{path} is not a PyTorch checkpoint ({type(error).__name__}: {error})"
+        ) from None
     if isinstance(loaded, dict):
         for key in ("model", "state_dict"):
             if isinstance(loaded.get(key), dict):
                 loaded = loaded[key]
                 break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
         raise UserError(f"{path} does not hold a state dict (name → tensor)")
     return {k.removeprefix("module."): v for k, v in loaded.items()}
 
@@ -67,7 +73,9 @@ def load_local_weights(model: nn.Module, path: str | Path, head_name: str) -> No
     expected = model.state_dict()
     head_prefix = head_name + "."
     is_head = lambda key: key.startswith(head_prefix)  # noqa: E731
-    skipped_head = [k for k, v in state.items() if is_head(k) and k in expected and v.shape != expected[k].shape]
+    skipped_head = [
+        k for k, v in state.items() if is_head(k) and k in expected and v.shape != expected[k].shape
+    ]
     for key in skipped_head:
         del state[key]
     missing = [k for k in expected if k not in state and not is_head(k)]
@@ -75,7 +83,11 @@ def load_local_weights(model: nn.Module, path: str | Path, head_name: str) -> No
     misshapen = [k for k in state if k in expected and state[k].shape != expected[k].shape]
     if missing or unexpected or misshapen:
         parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshapen)):
+        for label, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", misshapen),
+        ):
             if keys:
                 parts.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
         raise UserError(

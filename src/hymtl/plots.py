@@ -28,7 +28,9 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     ax_acc.plot(epochs, [r["val_acc"] for r in rows], "o-", label="val")
     best = max(rows, key=lambda r: r["val_acc"])
     ax_acc.axvline(best["epoch"], color="gray", lw=0.8, ls=":")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"accuracy (best val {best['val_acc']:.4f})")
+    ax_acc.set(
+        xlabel="epoch", ylabel="accuracy", title=f"accuracy (best val {best['val_acc']:.4f})"
+    )
     ax_acc.legend(loc="lower right")
     if title:
         fig.suptitle(title)
@@ -37,7 +39,9 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def plot_confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, title: str = "") -> None:
+def plot_confusion_matrix(
+    matrix: list[list[int]], classes: list[str], path: Path, title: str = ""
+) -> None:
     fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
     ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False)
     ax.set_title(title or "confusion matrix (val)")
@@ -73,11 +77,17 @@ def make_prediction_grid(
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, true, pred, prob in zip(axes.flat, images, true_labels, pred_labels, probabilities):
+    for ax, image, true, pred, prob in zip(
+        axes.flat, images, true_labels, pred_labels, probabilities
+    ):
         ax.imshow(image)
         wrong = true != pred
         color = "red" if wrong else "green"
-        ax.set_title(f"{'✗' if wrong else '✓'} pred {pred} ({prob:.2f})\ntrue {true}", color=color, fontsize=9)
+        ax.set_title(
+            f"{'✗' if wrong else '✓'} pred {pred} ({prob:.2f})\ntrue {true}",
+            color=color,
+            fontsize=9,
+        )
         if wrong:
             ax.axis("on")
             ax.set_xticks([])

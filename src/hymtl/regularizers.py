@@ -91,7 +91,7 @@ class Regularizer:
 
     def param_groups(self, model: nn.Module) -> list[dict]:
         """Optimizer parameter groups: weight decay only on the penalized parameters."""
-        penalized = {id(p) for p in self._params}
+        penalized = {id(p) for p in penalized_parameters(model, self.penalize)}
         trainable = [p for p in model.parameters() if p.requires_grad]
         decayed = [p for p in trainable if id(p) in penalized]
         others = [p for p in trainable if id(p) not in penalized]

@@ -52,7 +52,9 @@ class ModelConfig:
     name: str = MISSING  # any torchvision classification model name
     pretrained: bool = True
     weights: str = "DEFAULT"  # torchvision weights enum member, e.g. IMAGENET1K_V1
-    weights_path: str | None = None  # local state dict (full or backbone-only); wins over pretrained
+    weights_path: str | None = (
+        None  # local state dict (full or backbone-only); wins over pretrained
+    )
     freeze_backbone: bool = False
 
 

@@ -120,7 +120,13 @@ def evaluate(model, loader, criterion, device, precision, desc=""):
         probs_all += probs.tolist()
     n = len(targets_all)
     correct = sum(t == p for t, p in zip(targets_all, preds_all))
-    return {"loss": loss_sum / n, "acc": correct / n, "targets": targets_all, "preds": preds_all, "probs": probs_all}
+    return {
+        "loss": loss_sum / n,
+        "acc": correct / n,
+        "targets": targets_all,
+        "preds": preds_all,
+        "probs": probs_all,
+    }
 
 
 def build(node, *args, **kwargs):
@@ -174,7 +180,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         )
     log.info(
         "data %s: %d train / %d val images, classes %s (%s)",
-        splits.root, len(splits.train), len(splits.val), classes, splits.layout,
+        splits.root,
+        len(splits.train),
+        len(splits.val),
+        classes,
+        splits.layout,
     )
     model = build(cfg.model, num_classes=len(classes)).to(device)
     regularizer = build(cfg.regularizer)
@@ -182,7 +192,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     optimizer = build(cfg.optimizer, _convert_="all")(regularizer.param_groups(model))
     scheduler = build(cfg.scheduler)(optimizer)
     criterion = nn.CrossEntropyLoss()
-    train_loader, val_loader = make_loaders(splits, cfg.batch_size, cfg.num_workers, cfg.seed, device)
+    train_loader, val_loader = make_loaders(
+        splits, cfg.batch_size, cfg.num_workers, cfg.seed, device
+    )
 
     metrics = MetricsLog(run_dir / "metrics.csv")
     best = {"val_acc": -1.0, "epoch": 0}
@@ -194,7 +206,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             lr = optimizer.param_groups[0]["lr"]
             tag = f"epoch {epoch}/{cfg.epochs}"
             train_stats = train_one_epoch(
-                model, train_loader, criterion, regularizer, optimizer, device, precision, f"{tag} train"
+                model,
+                train_loader,
+                criterion,
+                regularizer,
+                optimizer,
+                device,
+                precision,
+                f"{tag} train",
             )
             val = evaluate(model, val_loader, criterion, device, precision, f"{tag} val")
             scheduler.step()
@@ -223,9 +242,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
                 save_checkpoint(run_dir / "best.pt", checkpoint)
             save_checkpoint(run_dir / "last.pt", checkpoint)
             log.info(
-                "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g | %.1fs",
-                tag, row["train_loss"], row["train_penalty"], row["train_acc"],
-                row["val_loss"], row["val_acc"], lr, row["seconds"],
+                "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f"
+                " | lr %.2g | %.1fs",
+                tag,
+                row["train_loss"],
+                row["train_penalty"],
+                row["train_acc"],
+                row["val_loss"],
+                row["val_acc"],
+                lr,
+                row["seconds"],
             )
     finally:
         metrics.close()
@@ -244,7 +270,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "epochs": cfg.epochs,
         "best_epoch": best["epoch"],
         "best_val_acc": best["val_acc"],
-        "best_model": classification_metrics(best["eval"]["targets"], best["eval"]["preds"], classes),
+        "best_model": classification_metrics(
+            best["eval"]["targets"], best["eval"]["preds"], classes
+        ),
         "final_model": classification_metrics(val["targets"], val["preds"], classes),
         "seconds_total": time.time() - started,
         "seconds_per_epoch": sum(r["seconds"] for r in metrics.rows) / len(metrics.rows),
@@ -260,16 +288,26 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     plot_curves(metrics.rows, run_dir / "curves.png", run_name)
     best_metrics = summary["best_model"]
     plot_confusion_matrix(
-        best_metrics["confusion_matrix"], classes, run_dir / "confusion_matrix.png",
+        best_metrics["confusion_matrix"],
+        classes,
+        run_dir / "confusion_matrix.png",
         f"val, best epoch {best['epoch']} (acc {best_metrics['accuracy']:.4f})",
     )
     write_prediction_grid(
-        splits, val, cfg.grid_images, cfg.data.mean, cfg.data.std, run_dir / "predictions.png",
+        splits,
+        val,
+        cfg.grid_images,
+        cfg.data.mean,
+        cfg.data.std,
+        run_dir / "predictions.png",
         f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
     )
     log.info(
         "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
-        best["val_acc"], best["epoch"], best_metrics["macro"]["f1"], run_dir,
+        best["val_acc"],
+        best["epoch"],
+        best_metrics["macro"]["f1"],
+        run_dir,
     )
     return summary
 

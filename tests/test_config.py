@@ -1,0 +1,101 @@
+import pytest
+from hydra.errors import ConfigCompositionException
+from omegaconf.errors import ConfigAttributeError, ValidationError
+
+from hymtl import UserError
+from hymtl.config import check_config
+from hymtl.train import build
+
+from .conftest import compose_config
+
+GROUP_OPTIONS = {
+    "data": ["hymenoptera", "imagefolder"],
+    "model": ["resnet18", "resnet50", "mobilenet_v2"],
+    "regularizer": ["none", "l1", "l2", "elasticnet"],
+    "optimizer": ["sgd", "adamw"],
+    "scheduler": ["steplr", "cosine", "none"],
+}
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g, options in GROUP_OPTIONS.items() for o in options]
+)
+def test_every_option_composes_and_checks(group, option):
+    overrides = [f"{group}={option}"]
+    if option == "imagefolder":
+        overrides.append("data.root=/somewhere")
+    cfg = compose_config(overrides)
+    check_config(cfg)
+    if group in ("regularizer", "model"):
+        assert cfg[group].name == option
+
+
+def test_reference_defaults():
+    cfg = compose_config()
+    assert (cfg.model.name, cfg.model.weights, cfg.model.pretrained) == (
+        "resnet18",
+        "IMAGENET1K_V1",
+        True,
+    )
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum) == (0.001, 0.9)
+    assert (cfg.scheduler.step_size, cfg.scheduler.gamma) == (7, 0.1)
+    assert (cfg.epochs, cfg.batch_size, cfg.lambda_l1) == (25, 4, 0.03)
+
+
+def test_lambda_override_reaches_the_regularizer():
+    regularizer = build(compose_config(["regularizer=l1", "lambda_l1=0.05"]).regularizer)
+    assert (regularizer.l1, regularizer.l2, regularizer.weight_decay) == (0.05, 0.0, 0.0)
+    regularizer = build(compose_config(["regularizer=l2", "lambda_l2=0.002"]).regularizer)
+    assert (regularizer.l1, regularizer.l2, regularizer.weight_decay) == (0.0, 0.0, 0.002)
+    regularizer = build(
+        compose_config(["regularizer=elasticnet", "lambda_l1=0.1", "lambda_l2=0.2"]).regularizer
+    )
+    assert (regularizer.l1, regularizer.l2, regularizer.weight_decay) == (0.1, 0.2, 0.0)
+
+
+def test_cosine_follows_epochs():
+    assert compose_config(["scheduler=cosine", "epochs=9"]).scheduler.T_max == 9
+
+
+def test_misspelled_key_fails_at_compose():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["epoch=3"])
+    assert isinstance(info.value.__cause__, ConfigAttributeError)
+    with pytest.raises(ConfigCompositionException):
+        compose_config(["regularizer.lambda=3"])
+
+
+def test_wrong_type_fails_at_compose():
+    with pytest.raises(ConfigCompositionException) as info:
+        compose_config(["epochs=many"])
+    assert isinstance(info.value.__cause__, ValidationError)
+    with pytest.raises(ConfigCompositionException):
+        compose_config(["regularizer.penalize=some"])
+
+
+def test_unknown_group_option_fails():
+    with pytest.raises(ConfigCompositionException, match="regularizer/l3"):
+        compose_config(["regularizer=l3"])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("lambda_l1=-1", "lambda_l1=-1.0 must be >= 0"),
+        ("optimizer.lr=0", "optimizer.lr=0.0 must be > 0"),
+        ("epochs=0", "epochs=0 must be >= 1"),
+        ("batch_size=0", "batch_size=0 must be >= 1"),
+        ("model._target_=os.system", "model._target_=os.system is not allowed"),
+        ("device=tpu", "device=tpu is not a device"),
+    ],
+)
+def test_bad_values_are_one_clear_line(override, message):
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(".", r"\.")) as info:
+        check_config(compose_config([override]))
+    assert "\n" not in str(info.value)
+
+
+def test_cuda_without_cuda(monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(UserError, match="CUDA is not available"):
+        check_config(compose_config(["device=cuda"]))
