@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from tqdm import tqdm
 
@@ -31,15 +33,36 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         return image.convert("RGB")
 
 
-def check_image(path: str, min_colors: int) -> str | None:
-    """None if `path` decodes to a usable photo, else the reason it cannot be used."""
+def check_image(path: str, min_colors: int) -> tuple[str | None, Image.Image | None]:
+    """(None, decoded image) if `path` is a usable photo, else (the reason it is not, None)."""
     try:
         image = open_rgb(path)
     except Exception as error:  # PIL raises many types for broken files; all mean "unusable"
-        return f"cannot be decoded ({type(error).__name__}: {error})".replace("\n", " ")
+        return f"cannot be decoded ({type(error).__name__}: {error})".replace("\n", " "), None
     if min_colors > 0 and image.getcolors(maxcolors=min_colors - 1) is not None:
-        return f"fewer than {min_colors} colours, a placeholder rather than a photo"
-    return None
+        return f"fewer than {min_colors} colours, a placeholder rather than a photo", None
+    return None, image
+
+
+class DecodedCache:
+    """Decoded RGB images by path, filled by the start-up scan (which decodes every file anyway),
+    so epochs skip JPEG decoding. DataLoader workers share it copy-on-write after fork.
+    Stops adding once `max_mb` is reached; uncached files are decoded on access as usual."""
+
+    def __init__(self, max_mb: float) -> None:
+        self.max_bytes = max_mb * 2**20
+        self.bytes = 0
+        self.images: dict[str, Image.Image] = {}
+
+    def offer(self, path: str, image: Image.Image) -> None:
+        size = image.width * image.height * 4  # PIL keeps RGB as 4 bytes per pixel
+        if self.bytes + size <= self.max_bytes:
+            self.images[path] = image
+            self.bytes += size
+
+    def get(self, path: str) -> Image.Image:
+        image = self.images.get(path)
+        return image if image is not None else open_rgb(path)
 
 
 def train_transform(image_size: int, mean, std) -> transforms.Compose:
@@ -67,17 +90,25 @@ def eval_transform(resize_size: int, image_size: int, mean, std) -> transforms.C
 class ImageListDataset(Dataset):
     """(path, class index) pairs, decoded to RGB and transformed on access."""
 
-    def __init__(self, samples: list[tuple[str, int]], classes: list[str], transform) -> None:
+    def __init__(
+        self,
+        samples: list[tuple[str, int]],
+        classes: list[str],
+        transform,
+        cache: DecodedCache | None = None,
+    ) -> None:
         self.samples = samples
         self.classes = classes
         self.transform = transform
+        self.cache = cache
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        return self.transform(open_rgb(path)), target
+        image = self.cache.get(path) if self.cache is not None else open_rgb(path)
+        return self.transform(image), target
 
     @property
     def targets(self) -> list[int]:
@@ -115,7 +146,11 @@ def list_class_files(folder: Path) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def scan_usable(
-    files: dict[str, list[str]], classes: list[str], min_colors: int, desc: str
+    files: dict[str, list[str]],
+    classes: list[str],
+    min_colors: int,
+    desc: str,
+    cache: DecodedCache | None = None,
 ) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
     """Decode every candidate file once (in threads: PIL releases the GIL while decoding)."""
     # Every file is a candidate whatever its extension: content decides (a GIF or a .jpg that
@@ -123,7 +158,7 @@ def scan_usable(
     candidates = [(path, index) for index, name in enumerate(classes) for path in files[name]]
     skipped = []
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        reasons = list(
+        checked = list(
             tqdm(
                 pool.map(lambda sample: check_image(sample[0], min_colors), candidates),
                 total=len(candidates),
@@ -132,8 +167,14 @@ def scan_usable(
                 leave=False,
             )
         )
-    usable = [sample for sample, reason in zip(candidates, reasons) if reason is None]
-    skipped += [(sample[0], reason) for sample, reason in zip(candidates, reasons) if reason]
+    usable = []
+    for sample, (reason, image) in zip(candidates, checked):
+        if reason:
+            skipped.append((sample[0], reason))
+            continue
+        usable.append(sample)
+        if cache is not None:
+            cache.offer(sample[0], image)
     return usable, skipped
 
 
@@ -162,6 +203,8 @@ def load_data(
     mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225),
     min_colors: int = 64,
+    cache_images: bool = True,
+    cache_max_mb: float = 4096,
     seed: int = 0,
 ) -> DataSplits:
     root_path = Path(root).expanduser()
@@ -170,6 +213,7 @@ def load_data(
         raise UserError(
             f"data.root={root} does not exist{hint}; point data.root= at an image folder"
         )
+    cache = DecodedCache(cache_max_mb) if cache_images else None
     train_tf = train_transform(image_size, mean, std)
     val_tf = eval_transform(resize_size, image_size, mean, std)
     has_train, has_val = (root_path / train_dir).is_dir(), (root_path / val_dir).is_dir()
@@ -188,8 +232,8 @@ def load_data(
                 f"class folders differ: {train_dir}/ has {classes}, {val_dir}/ has {val_classes}; "
                 "both splits need the same class folders"
             )
-        train_samples, skipped = scan_usable(train_files, classes, min_colors, "train")
-        val_samples, val_skipped = scan_usable(val_files, classes, min_colors, "val")
+        train_samples, skipped = scan_usable(train_files, classes, min_colors, "train", cache)
+        val_samples, val_skipped = scan_usable(val_files, classes, min_colors, "val", cache)
         skipped += val_skipped
         require_classes(train_samples, classes, f"{root_path / train_dir}")
         require_classes(val_samples, classes, f"{root_path / val_dir}")
@@ -198,7 +242,7 @@ def load_data(
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction={val_fraction} must be between 0 and 1")
         classes, files = list_class_files(root_path)
-        samples, skipped = scan_usable(files, classes, min_colors, "all")
+        samples, skipped = scan_usable(files, classes, min_colors, "all", cache)
         require_classes(samples, classes, str(root_path))
         try:
             train_samples, val_samples = train_test_split(
@@ -214,14 +258,39 @@ def load_data(
             ) from None
         layout = f"one folder split by val_fraction={val_fraction} (seed {seed})"
 
+    if cache is not None:
+        log.info("decoded-image cache: %d images, %.0f MiB", len(cache.images), cache.bytes / 2**20)
     if skipped:
         listing = "; ".join(f"{path}: {reason}" for path, reason in skipped)
         log.warning("skipped %d unusable file(s): %s", len(skipped), listing)
     return DataSplits(
-        train=ImageListDataset(train_samples, classes, train_tf),
-        val=ImageListDataset(val_samples, classes, val_tf),
+        train=ImageListDataset(train_samples, classes, train_tf, cache),
+        val=ImageListDataset(val_samples, classes, val_tf, cache),
         classes=classes,
         root=str(root_path),
         layout=layout,
         skipped=skipped,
+    )
+
+
+def seed_worker(worker_id: int) -> None:
+    # DataLoader seeds torch in each worker from its generator; numpy and random follow it.
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int, pin_memory: bool
+) -> DataLoader:
+    """A seeded DataLoader: same seed, same batches, whatever num_workers is."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        worker_init_fn=seed_worker,
     )

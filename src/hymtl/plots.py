@@ -9,6 +9,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 
@@ -99,3 +100,21 @@ def make_prediction_grid(
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
+
+
+def write_prediction_grid(val_dataset, classes, eval_result, count, mean, std, path, title) -> None:
+    """Draw `count` val images chosen by choose_grid_indices with their predictions."""
+    targets, preds = eval_result["targets"], eval_result["preds"]
+    indices = choose_grid_indices(targets, preds, count)
+    mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    images = [
+        (val_dataset[i][0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in indices
+    ]
+    make_prediction_grid(
+        images,
+        [classes[targets[i]] for i in indices],
+        [classes[preds[i]] for i in indices],
+        [eval_result["probs"][i] for i in indices],
+        path,
+        title,
+    )

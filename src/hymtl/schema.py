@@ -23,6 +23,9 @@ class PenalizedParams(Enum):
 
 
 class Precision(Enum):
+    auto = (
+        "auto"  # bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX CPUs), else fp32
+    )
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -44,6 +47,10 @@ class DataConfig:
     # Decodable images with fewer distinct colours than this are placeholders ("image not
     # found" GIFs), not photos, and are skipped. 0 keeps every decodable image.
     min_colors: int = 64
+    # Keep the images decoded at start-up in memory, so epochs skip JPEG decoding (same pixels,
+    # same augmentation; only faster). Capped: past the cap, images are decoded on access.
+    cache_images: bool = True
+    cache_max_mb: float = 4096
 
 
 @dataclass
@@ -126,6 +133,10 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 2
     precision: Precision = Precision.fp32
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU
+    compile: bool = (
+        False  # torch.compile the model (pays off only for long runs: ~1 min to compile)
+    )
     # Prediction grid size (images drawn from the val split).
     grid_images: int = 16
 

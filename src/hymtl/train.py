@@ -6,6 +6,7 @@ Reads like torchvision's references/classification: train_one_epoch, evaluate, t
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import random
 import sys
@@ -21,24 +22,15 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 import hymtl
 from hymtl import UserError
-from hymtl.artifacts import (
-    MetricsLog,
-    classification_metrics,
-    save_checkpoint,
-    write_json,
-)
+from hymtl.artifacts import MetricsLog, classification_metrics, save_checkpoint, write_json
 from hymtl.config import check_config, resolve_device, to_plain_dict
-from hymtl.plots import (
-    choose_grid_indices,
-    make_prediction_grid,
-    plot_confusion_matrix,
-    plot_curves,
-)
+from hymtl.data import make_loader
+from hymtl.features import cached_feature_loaders
+from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
 from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
@@ -52,49 +44,62 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def seed_worker(worker_id: int) -> None:
-    # DataLoader seeds torch in each worker from its generator; numpy and random follow it.
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)
+def cpu_has_native_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def make_loaders(splits, batch_size: int, num_workers: int, seed: int, device: torch.device):
-    common = dict(
-        batch_size=batch_size,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=num_workers > 0,
-        worker_init_fn=seed_worker,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    train_loader = DataLoader(splits.train, shuffle=True, generator=generator, **common)
-    val_loader = DataLoader(splits.val, shuffle=False, **common)
-    return train_loader, val_loader
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def autocast_for(device: torch.device, precision: str):
+    """A zero-argument context-manager factory: autocast for bf16/fp16, nothing for fp32."""
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
     if precision not in dtypes:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtypes[precision])
+        return contextlib.nullcontext
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtypes[precision])
 
 
-def train_one_epoch(model, loader, criterion, regularizer, optimizer, device, precision, desc=""):
+def to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    if channels_last and tensor.dim() == 4:
+        return tensor.to(device, non_blocking=True, memory_format=torch.channels_last)
+    return tensor.to(device, non_blocking=True)
+
+
+def train_one_epoch(
+    model,
+    loader,
+    criterion,
+    regularizer,
+    optimizer,
+    scaler,
+    device,
+    autocast,
+    channels_last,
+    desc="",
+):
     model.train()
     data_loss_sum = penalty_sum = 0.0
     correct = seen = 0
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=None):
-        images = images.to(device, non_blocking=True)
+        images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
-        with autocast_for(device, precision):
+        with autocast():
             logits = model(images)
-            data_loss = criterion(logits.float(), targets)
+        data_loss = criterion(logits.float(), targets)
         penalty = regularizer.penalty()
-        loss = data_loss + penalty
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(data_loss + penalty).backward()
+        scaler.step(optimizer)
+        scaler.update()
         batch = targets.size(0)
         data_loss_sum += data_loss.item() * batch
         penalty_sum += penalty.item() * batch
@@ -104,14 +109,14 @@ def train_one_epoch(model, loader, criterion, regularizer, optimizer, device, pr
 
 
 @torch.inference_mode()
-def evaluate(model, loader, criterion, device, precision, desc=""):
+def evaluate(model, loader, criterion, device, autocast, channels_last, desc=""):
     model.eval()
     loss_sum = 0.0
     targets_all, preds_all, probs_all = [], [], []
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=None):
-        images = images.to(device, non_blocking=True)
+        images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
-        with autocast_for(device, precision):
+        with autocast():
             logits = model(images).float()
         loss_sum += criterion(logits, targets).item() * targets.size(0)
         probs, preds = logits.softmax(1).max(1)
@@ -145,21 +150,6 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
-def write_prediction_grid(splits, val_result, count, mean, std, path, title):
-    indices = choose_grid_indices(val_result["targets"], val_result["preds"], count)
-    mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    images = [(splits.val[i][0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in indices]
-    classes = splits.classes
-    make_prediction_grid(
-        images,
-        [classes[val_result["targets"][i]] for i in indices],
-        [classes[val_result["preds"][i]] for i in indices],
-        [val_result["probs"][i] for i in indices],
-        path,
-        title,
-    )
-
-
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir."""
     started = time.time()
@@ -167,7 +157,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    precision = cfg.precision.name if hasattr(cfg.precision, "name") else str(cfg.precision)
+    precision = resolve_precision(cfg.precision.value, device)
+    autocast = autocast_for(device, precision)
     seed_everything(cfg.seed)
     plain_config = to_plain_dict(cfg)
 
@@ -180,42 +171,46 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         )
     log.info(
         "data %s: %d train / %d val images, classes %s (%s)",
-        splits.root,
-        len(splits.train),
-        len(splits.val),
-        classes,
-        splits.layout,
+        *(splits.root, len(splits.train), len(splits.val), classes, splits.layout),
     )
     model = build(cfg.model, num_classes=len(classes)).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     regularizer = build(cfg.regularizer)
     regularizer.attach(model)
     optimizer = build(cfg.optimizer, _convert_="all")(regularizer.param_groups(model))
     scheduler = build(cfg.scheduler)(optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = nn.CrossEntropyLoss()
-    train_loader, val_loader = make_loaders(
-        splits, cfg.batch_size, cfg.num_workers, cfg.seed, device
-    )
+    if cfg.model.freeze_backbone:
+        # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
+        step_model, train_loader, val_loader = cached_feature_loaders(
+            model, splits, cfg.batch_size, cfg.num_workers, cfg.seed, device, autocast
+        )
+    else:
+        pin = device.type == "cuda"
+        train_loader = make_loader(
+            splits.train, cfg.batch_size, cfg.num_workers, True, cfg.seed, pin
+        )
+        val_loader = make_loader(splits.val, cfg.batch_size, cfg.num_workers, False, cfg.seed, pin)
+        step_model = torch.compile(model) if cfg.compile else model
+    channels_last = cfg.channels_last and not cfg.model.freeze_backbone
 
     metrics = MetricsLog(run_dir / "metrics.csv")
     best = {"val_acc": -1.0, "epoch": 0}
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
-    epochs = tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=None)
     try:
-        for epoch in epochs:
+        for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=None):
             epoch_start = time.time()
             lr = optimizer.param_groups[0]["lr"]
             tag = f"epoch {epoch}/{cfg.epochs}"
             train_stats = train_one_epoch(
-                model,
-                train_loader,
-                criterion,
-                regularizer,
-                optimizer,
-                device,
-                precision,
-                f"{tag} train",
+                *(step_model, train_loader, criterion, regularizer, optimizer, scaler),
+                *(device, autocast, channels_last, f"{tag} train"),
             )
-            val = evaluate(model, val_loader, criterion, device, precision, f"{tag} val")
+            val = evaluate(
+                step_model, val_loader, criterion, device, autocast, channels_last, f"{tag} val"
+            )
             scheduler.step()
             row = {
                 "epoch": epoch,
@@ -244,14 +239,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             log.info(
                 "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f"
                 " | lr %.2g | %.1fs",
-                tag,
-                row["train_loss"],
-                row["train_penalty"],
-                row["train_acc"],
-                row["val_loss"],
-                row["val_acc"],
-                lr,
-                row["seconds"],
+                *(tag, row["train_loss"], row["train_penalty"], row["train_acc"]),
+                *(row["val_loss"], row["val_acc"], lr, row["seconds"]),
             )
     finally:
         metrics.close()
@@ -285,31 +274,28 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         "config": plain_config,
     }
     write_json(run_dir / "summary.json", summary)
-    plot_curves(metrics.rows, run_dir / "curves.png", run_name)
-    best_metrics = summary["best_model"]
+    write_plots(summary, metrics.rows, splits, val, cfg, run_dir, run_name)
+    log.info(
+        "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
+        *(best["val_acc"], best["epoch"], summary["best_model"]["macro"]["f1"], run_dir),
+    )
+    return summary
+
+
+def write_plots(summary, rows, splits, last_eval, cfg, run_dir: Path, run_name: str) -> None:
+    plot_curves(rows, run_dir / "curves.png", run_name)
+    best = summary["best_model"]
     plot_confusion_matrix(
-        best_metrics["confusion_matrix"],
-        classes,
+        best["confusion_matrix"],
+        summary["classes"],
         run_dir / "confusion_matrix.png",
-        f"val, best epoch {best['epoch']} (acc {best_metrics['accuracy']:.4f})",
+        f"val, best epoch {summary['best_epoch']} (acc {best['accuracy']:.4f})",
     )
     write_prediction_grid(
-        splits,
-        val,
-        cfg.grid_images,
-        cfg.data.mean,
-        cfg.data.std,
+        *(splits.val, splits.classes, last_eval, cfg.grid_images, cfg.data.mean, cfg.data.std),
         run_dir / "predictions.png",
         f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
     )
-    log.info(
-        "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
-        best["val_acc"],
-        best["epoch"],
-        best_metrics["macro"]["f1"],
-        run_dir,
-    )
-    return summary
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hymtl.conf", config_name="config")
