@@ -13,6 +13,7 @@ from pathlib import Path
 from hymtl.artifacts import load_checkpoint, read_metrics
 
 ARTIFACTS = [
+    "errors.png",
     "metrics.csv",
     "summary.json",
     "curves.png",

@@ -12,7 +12,13 @@ from PIL import Image
 import hymtl.train  # noqa: F401  (registers the schema in Hydra's ConfigStore)
 
 # Small images keep a ResNet-18 epoch on CPU to a second or two.
-TINY = ["data.image_size=32", "data.resize_size=36", "num_workers=0", "model.pretrained=false"]
+TINY = [
+    "data.image_size=32",
+    "data.resize_size=36",
+    "num_workers=0",
+    "model.pretrained=false",
+    "precision=fp32",
+]
 
 
 def compose_config(overrides: list[str] | None = None):

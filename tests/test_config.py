@@ -99,3 +99,32 @@ def test_cuda_without_cuda(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(UserError, match="CUDA is not available"):
         check_config(compose_config(["device=cuda"]))
+
+
+def test_regularization_study_experiment():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("hymtl.conf", version_base="1.3"):
+        cfg = compose(
+            "config", overrides=["experiment=regularization_study"], return_hydra_config=True
+        )
+    assert cfg.hydra.sweeper.params == {"regularizer": "none,l1,l2,elasticnet", "seed": "0,1,2"}
+    assert (cfg.epochs, cfg.lambda_l1, cfg.model.name) == (25, 0.03, "resnet18")
+
+
+def test_auto_settings_resolve_per_device(monkeypatch):
+    import torch
+
+    from hymtl.config import resolve_num_workers
+    from hymtl.train import resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_num_workers(None, cpu) == 0 and resolve_num_workers(3, cpu) == 3
+    assert 1 <= resolve_num_workers(None, cuda) <= 8
+    assert resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setattr("hymtl.train.cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr("hymtl.train.cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", cpu) == "fp32"
+    monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
+    assert resolve_precision("auto", cuda) == "fp16"

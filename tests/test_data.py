@@ -74,3 +74,21 @@ def test_class_without_usable_images(image_root):
         path.write_text("broken")
     with pytest.raises(UserError, match=r"\['bees'\] contain no usable image"):
         load_data("imagefolder", str(image_root))
+
+
+def test_decoded_cache_gives_the_same_tensors(image_root):
+    cached = load_data("imagefolder", str(image_root), image_size=32, resize_size=36)
+    plain = load_data(
+        "imagefolder", str(image_root), image_size=32, resize_size=36, cache_images=False
+    )
+    assert len(cached.train.cache.images) == 36 and plain.train.cache is None
+    for index in range(len(cached.val)):
+        assert (cached.val[index][0] == plain.val[index][0]).all()
+
+
+def test_cache_respects_its_size_cap(image_root):
+    one_image_mb = 40 * 40 * 4 / 2**20
+    capped = load_data("imagefolder", str(image_root), cache_max_mb=3.5 * one_image_mb)
+    assert len(capped.train.cache.images) == 3
+    assert len(capped.train) == 24  # uncached images still load from disk
+    assert capped.train[23][0].shape[0] == 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -42,7 +43,7 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"epochs={cfg.epochs} must be >= 1")
     if cfg.batch_size < 1:
         problems.append(f"batch_size={cfg.batch_size} must be >= 1")
-    if cfg.num_workers < 0:
+    if cfg.num_workers is not None and cfg.num_workers < 0:
         problems.append(f"num_workers={cfg.num_workers} must be >= 0")
     for key in ("lambda_l1", "lambda_l2"):
         if cfg[key] < 0:
@@ -69,6 +70,12 @@ def resolve_device(name: str) -> torch.device:
             f"device={name} but CUDA is not available here; use device=cpu or device=auto"
         )
     return device
+
+
+def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
+    if num_workers is not None:
+        return num_workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def to_plain_dict(cfg: DictConfig) -> dict:

@@ -73,6 +73,14 @@ def make_prediction_grid(
 ) -> None:
     """Images (HxWx3 floats in [0, 1]) titled 'pred (p) / true'; errors in red with a red frame."""
     count = len(images)
+    if count == 0:  # e.g. no errors: say so rather than leave an empty or missing file
+        fig, ax = plt.subplots(figsize=(4, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no images to show (no errors)", ha="center", va="center")
+        fig.suptitle(title, fontsize=8)
+        fig.savefig(path, dpi=72)
+        plt.close(fig)
+        return
     cols = min(4, max(count, 1))
     rows = max(1, -(-count // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
@@ -102,10 +110,21 @@ def make_prediction_grid(
     plt.close(fig)
 
 
-def write_prediction_grid(val_dataset, classes, eval_result, count, mean, std, path, title) -> None:
-    """Draw `count` val images chosen by choose_grid_indices with their predictions."""
+def most_confident_errors(targets, preds, probs, count: int) -> list[int]:
+    wrong = [i for i, (t, p) in enumerate(zip(targets, preds)) if t != p]
+    return sorted(wrong, key=lambda i: -probs[i])[:count]
+
+
+def write_prediction_grid(
+    val_dataset, classes, eval_result, count, mean, std, path, title, errors_only=False
+) -> None:
+    """Draw `count` val images with their predictions: a mix chosen by choose_grid_indices, or
+    (errors_only) the most confidently wrong ones."""
     targets, preds = eval_result["targets"], eval_result["preds"]
-    indices = choose_grid_indices(targets, preds, count)
+    if errors_only:
+        indices = most_confident_errors(targets, preds, eval_result["probs"], count)
+    else:
+        indices = choose_grid_indices(targets, preds, count)
     mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
     images = [
         (val_dataset[i][0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in indices

@@ -99,3 +99,17 @@ class Regularizer:
         if others:
             groups.append({"params": others, "weight_decay": 0.0})
         return groups
+
+
+def weight_statistics(model: nn.Module, small: float = 1e-3) -> dict:
+    """What a penalty did to the weights: Σ|w|, Σw² and the share of near-zero weights, over
+    all trainable parameters (the same set for every regularizer, so runs compare)."""
+    params = [p.detach() for p in model.parameters() if p.requires_grad]
+    count = sum(p.numel() for p in params)
+    near_zero = sum(int((p.abs() < small).sum()) for p in params)
+    return {
+        "n_weights": count,
+        "sum_abs": float(l1_penalty(params)),
+        "sum_sq": float(l2_penalty(params)),
+        f"fraction_abs_below_{small:g}": near_zero / count if count else 0.0,
+    }

@@ -131,8 +131,10 @@ class Config:
     batch_size: int = 4
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = 2
-    precision: Precision = Precision.fp32
+    # DataLoader workers; null = auto: 0 on CPU (the model needs every core, and images are
+    # decoded once at start-up), min(8, cores) on CUDA (keep the GPU fed).
+    num_workers: int | None = None
+    precision: Precision = Precision.auto
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU
     compile: bool = (
         False  # torch.compile the model (pays off only for long runs: ~1 min to compile)

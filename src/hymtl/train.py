@@ -27,10 +27,11 @@ from tqdm import tqdm
 import hymtl
 from hymtl import UserError
 from hymtl.artifacts import MetricsLog, classification_metrics, save_checkpoint, write_json
-from hymtl.config import check_config, resolve_device, to_plain_dict
+from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
 from hymtl.data import make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
+from hymtl.regularizers import weight_statistics
 from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
@@ -159,6 +160,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision.value, device)
     autocast = autocast_for(device, precision)
+    num_workers = resolve_num_workers(cfg.num_workers, device)
     seed_everything(cfg.seed)
     plain_config = to_plain_dict(cfg)
 
@@ -185,14 +187,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     if cfg.model.freeze_backbone:
         # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
         step_model, train_loader, val_loader = cached_feature_loaders(
-            model, splits, cfg.batch_size, cfg.num_workers, cfg.seed, device, autocast
+            model, splits, cfg.batch_size, num_workers, cfg.seed, device, autocast
         )
     else:
         pin = device.type == "cuda"
-        train_loader = make_loader(
-            splits.train, cfg.batch_size, cfg.num_workers, True, cfg.seed, pin
-        )
-        val_loader = make_loader(splits.val, cfg.batch_size, cfg.num_workers, False, cfg.seed, pin)
+        train_loader = make_loader(splits.train, cfg.batch_size, num_workers, True, cfg.seed, pin)
+        val_loader = make_loader(splits.val, cfg.batch_size, num_workers, False, cfg.seed, pin)
         step_model = torch.compile(model) if cfg.compile else model
     channels_last = cfg.channels_last and not cfg.model.freeze_backbone
 
@@ -263,6 +263,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             best["eval"]["targets"], best["eval"]["preds"], classes
         ),
         "final_model": classification_metrics(val["targets"], val["preds"], classes),
+        "final_weights": weight_statistics(model),
         "seconds_total": time.time() - started,
         "seconds_per_epoch": sum(r["seconds"] for r in metrics.rows) / len(metrics.rows),
         "versions": {
@@ -295,6 +296,12 @@ def write_plots(summary, rows, splits, last_eval, cfg, run_dir: Path, run_name: 
         *(splits.val, splits.classes, last_eval, cfg.grid_images, cfg.data.mean, cfg.data.std),
         run_dir / "predictions.png",
         f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
+    )
+    write_prediction_grid(
+        *(splits.val, splits.classes, last_eval, 8, cfg.data.mean, cfg.data.std),
+        run_dir / "errors.png",
+        f"most confidently wrong val images after epoch {cfg.epochs} · {run_name}",
+        errors_only=True,
     )
 
 

@@ -1,0 +1,387 @@
+"""Train/eval throughput of hymtl's loop against the plain PyTorch tutorial loop, side by side.
+
+    python scripts/bench.py                       # data/hymenoptera_data, CPU or CUDA (auto)
+    python scripts/bench.py --data ../shared/data/hymenoptera_data --quick
+    python scripts/bench.py --ablation            # also each speed option on its own
+    python scripts/bench.py --device cuda
+
+Both sides run the reference recipe (ResNet-18, batch 4, 224², SGD 0.001/0.9, the same images)
+in their own process, so each reports its own peak memory, and they take turns: A/B rounds of the
+same number of steps after a warm-up, so machine noise hits both alike. Reported: images/s (train,
+eval, median over rounds), peak memory (max RSS of the side's main process on CPU, max allocated
+on CUDA), this machine's measured fp32/bf16 matmul GFLOP/s and the fraction of it each side
+achieves. The last line is `speedup_vs_reference=<train images/s of hymtl / reference>`.
+
+Weights are random (speed does not depend on them; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+# Each variant: hymtl overrides on top of the reference recipe. The last entry of the ablation
+# chain is hymtl's fastest setting for this machine; it is what speedup_vs_reference measures.
+FASTEST = ["precision=auto", "channels_last=true", "num_workers=1"]
+ABLATION = {
+    "hymtl fp32, decoded cache, 0 workers": [
+        "precision=fp32",
+        "channels_last=false",
+        "num_workers=0",
+    ],
+    "hymtl fp32, decoded cache, 1 worker": [
+        "precision=fp32",
+        "channels_last=false",
+        "num_workers=1",
+    ],
+    "+ channels_last": ["precision=fp32", "channels_last=true", "num_workers=1"],
+    "+ bf16 autocast (precision=auto)": FASTEST,
+}
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 1.0):
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    for _ in range(2):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def train_flops_per_image(image_size: int = 224) -> float:
+    """FLOPs of one ResNet-18 forward+backward at batch 1, counted by torch (2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.models import resnet18
+
+    model = resnet18(num_classes=2)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, 3, image_size, image_size)).sum().backward()
+    return counter.get_total_flops()
+
+
+def forever(loader):
+    """Batches across epochs, as an epoch loop would see them (workers respawn per epoch if
+    the loader is not persistent, exactly as in the loop being measured)."""
+    while True:
+        yield from loader
+
+
+class ReferenceSide:
+    """The PyTorch transfer-learning tutorial's loop, as users copy it: ImageFolder + PIL
+    transforms, fp32, batch 4, set_grad_enabled, running loss/accuracy with .item()."""
+
+    def __init__(self, data: Path, device: torch.device, num_workers: int):
+        from torch import nn
+        from torchvision import datasets, models, transforms
+
+        normalize = transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+        train_tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(224),
+                transforms.RandomHorizontalFlip(),
+                transforms.ToTensor(),
+                normalize,
+            ]
+        )
+        val_tf = transforms.Compose(
+            [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+        )
+        loader = torch.utils.data.DataLoader
+        self.train_batches = forever(
+            loader(
+                datasets.ImageFolder(data / "train", train_tf),
+                batch_size=4,
+                shuffle=True,
+                num_workers=num_workers,
+            )
+        )
+        self.val_batches = forever(
+            loader(
+                datasets.ImageFolder(data / "val", val_tf),
+                batch_size=4,
+                shuffle=False,
+                num_workers=num_workers,
+            )
+        )
+        self.device = device
+        self.model = models.resnet18(weights=None)
+        self.model.fc = nn.Linear(self.model.fc.in_features, 2)
+        self.model = self.model.to(device)
+        self.criterion = nn.CrossEntropyLoss()
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.001, momentum=0.9)
+
+    def train_steps(self, steps: int) -> int:
+        self.model.train()
+        running_loss, running_corrects, seen = 0.0, 0, 0
+        for inputs, labels in islice(self.train_batches, steps):
+            inputs, labels = inputs.to(self.device), labels.to(self.device)
+            self.optimizer.zero_grad()
+            with torch.set_grad_enabled(True):
+                outputs = self.model(inputs)
+                _, preds = torch.max(outputs, 1)
+                loss = self.criterion(outputs, labels)
+                loss.backward()
+                self.optimizer.step()
+            running_loss += loss.item() * inputs.size(0)
+            running_corrects += torch.sum(preds == labels.data).item()
+            seen += inputs.size(0)
+        return seen
+
+    def eval_steps(self, steps: int) -> int:
+        self.model.eval()
+        seen = 0
+        for inputs, labels in islice(self.val_batches, steps):
+            inputs, labels = inputs.to(self.device), labels.to(self.device)
+            with torch.set_grad_enabled(False):
+                outputs = self.model(inputs)
+                _, preds = torch.max(outputs, 1)
+                self.criterion(outputs, labels).item()
+            seen += inputs.size(0)
+        return seen
+
+
+class HymtlSide:
+    """hymtl's own data pipeline, model builder and train_one_epoch/evaluate, fed a fixed number
+    of batches per round."""
+
+    def __init__(self, data: Path, device: torch.device, overrides: list[str]):
+        from hydra import compose, initialize_config_module
+        from torch import nn
+
+        from hymtl import train as hymtl_train
+        from hymtl.data import make_loader
+
+        with initialize_config_module("hymtl.conf", version_base="1.3"):
+            cfg = compose(
+                "config",
+                overrides=[
+                    f"data.root={data}",
+                    "model.pretrained=false",
+                    f"device={device}",
+                    *overrides,
+                ],
+            )
+        self.hymtl = hymtl_train
+        self.device = device
+        self.cfg = cfg
+        splits = hymtl_train.build(cfg.data, seed=cfg.seed, _convert_="all")
+        self.model = hymtl_train.build(cfg.model, num_classes=len(splits.classes)).to(device)
+        if cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.regularizer = hymtl_train.build(cfg.regularizer)
+        self.regularizer.attach(self.model)
+        self.optimizer = hymtl_train.build(cfg.optimizer, _convert_="all")(
+            self.regularizer.param_groups(self.model)
+        )
+        precision = hymtl_train.resolve_precision(cfg.precision.value, device)
+        self.precision = precision
+        self.autocast = hymtl_train.autocast_for(device, precision)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.criterion = nn.CrossEntropyLoss()
+        pin = device.type == "cuda"
+        self.train_batches = forever(
+            make_loader(splits.train, cfg.batch_size, cfg.num_workers, True, cfg.seed, pin)
+        )
+        self.val_batches = forever(
+            make_loader(splits.val, cfg.batch_size, cfg.num_workers, False, cfg.seed, pin)
+        )
+        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+
+    def train_steps(self, steps: int) -> int:
+        stats_before = self.optimizer.state_dict()["state"]  # noqa: F841  (nothing to reset)
+        self.hymtl.train_one_epoch(
+            self.step_model,
+            _Counted(islice(self.train_batches, steps), self),
+            self.criterion,
+            self.regularizer,
+            self.optimizer,
+            self.scaler,
+            self.device,
+            self.autocast,
+            self.cfg.channels_last,
+            "",
+        )
+        return self._seen
+
+    def eval_steps(self, steps: int) -> int:
+        self.hymtl.evaluate(
+            self.step_model,
+            _Counted(islice(self.val_batches, steps), self),
+            self.criterion,
+            self.device,
+            self.autocast,
+            self.cfg.channels_last,
+            "",
+        )
+        return self._seen
+
+
+class _Counted:
+    """Counts the images that pass through, for the images/s numerator."""
+
+    def __init__(self, batches, owner):
+        self.batches, self.owner = batches, owner
+        owner._seen = 0
+
+    def __iter__(self):
+        for images, targets in self.batches:
+            self.owner._seen += len(targets)
+            yield images, targets
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def side_process(connection, kind: str, data: str, device_name: str, args: dict) -> None:
+    """Child: build one side, then time what the parent asks for, one command at a time."""
+    torch.manual_seed(0)
+    device = torch.device(device_name)
+    side = (
+        ReferenceSide(Path(data), device, args["num_workers"])
+        if kind == "reference"
+        else HymtlSide(Path(data), device, args["overrides"])
+    )
+    connection.send(("ready", getattr(side, "precision", "fp32")))
+    while True:
+        command, steps = connection.recv()
+        if command == "stop":
+            break
+        sync(device)
+        start = time.perf_counter()
+        seen = side.train_steps(steps) if command == "train" else side.eval_steps(steps)
+        sync(device)
+        elapsed = time.perf_counter() - start
+        if device.type == "cuda":
+            peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        connection.send((seen / elapsed, peak_mb))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("data/hymenoptera_data"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--quick", action="store_true", help="2 short rounds: under a minute")
+    parser.add_argument("--ablation", action="store_true", help="also time each option alone")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--train-steps", type=int, default=20, help="batches per side per round")
+    parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=4,
+        help="DataLoader workers of the reference loop (the tutorial uses 4)",
+    )
+    args = parser.parse_args()
+    if not (args.data / "train").is_dir():
+        print(
+            f"bench: {args.data}/train not found; pass --data /path/to/hymenoptera_data",
+            file=sys.stderr,
+        )
+        return 2
+    if args.quick:
+        args.rounds, args.train_steps, args.eval_steps, args.warmup = 2, 4, 4, 1
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    )
+
+    fp32 = matmul_gflops(device, torch.float32)
+    bf16 = matmul_gflops(device, torch.bfloat16)
+    flops = train_flops_per_image()
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(
+        f"matmul 2048²: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s; "
+        f"ResNet-18 train step {flops / 1e9:.1f} GFLOP/image (fwd+bwd, counted)"
+    )
+
+    variants = {"reference (tutorial loop)": ("reference", [])}
+    chosen = ABLATION if args.ablation else {"hymtl (fastest)": FASTEST}
+    variants.update({name: ("hymtl", overrides) for name, overrides in chosen.items()})
+    context = mp.get_context("spawn")
+    sides = {}
+    for name, (kind, overrides) in variants.items():
+        parent_end, child_end = context.Pipe()
+        process = context.Process(
+            target=side_process,
+            args=(
+                child_end,
+                kind,
+                str(args.data),
+                str(device),
+                {"num_workers": args.num_workers, "overrides": overrides},
+            ),
+            daemon=False,  # sides start their own DataLoader workers
+        )
+        process.start()
+        sides[name] = (parent_end, process)
+    precisions = {}
+    for name, (connection, _) in sides.items():
+        _, precisions[name] = connection.recv()
+
+    def ask(name, command, steps):
+        connection = sides[name][0]
+        connection.send((command, steps))
+        return connection.recv()
+
+    for name in sides:  # warm-up: first batches, allocator, oneDNN kernel selection
+        ask(name, "train", args.warmup)
+        ask(name, "eval", args.warmup)
+    results = {name: {"train": [], "eval": [], "peak_mb": 0.0} for name in sides}
+    for round_index in range(args.rounds):
+        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
+        for command, steps in (("train", args.train_steps), ("eval", args.eval_steps)):
+            for name in order:
+                rate, peak = ask(name, command, steps)
+                results[name][command].append(rate)
+                results[name]["peak_mb"] = max(results[name]["peak_mb"], peak)
+    for connection, process in sides.values():
+        connection.send(("stop", 0))
+        process.join()
+
+    reference = statistics.median(results["reference (tutorial loop)"]["train"])
+    memory = "max allocated" if device.type == "cuda" else "max RSS"
+    print(
+        f"\n{args.rounds} rounds × {args.train_steps} train / {args.eval_steps} eval batches "
+        f"of 4 per side, after {args.warmup} warm-up batches; medians"
+    )
+    print(
+        f"{'side':42} {'train img/s':>11} {'eval img/s':>10} {'speedup':>8} "
+        f"{'of peak':>8} {memory + ' MiB':>15}"
+    )
+    fastest_name = list(sides)[-1]
+    for name, result in results.items():
+        train_rate = statistics.median(result["train"])
+        peak = bf16 if precisions[name] in ("bf16", "fp16") else fp32
+        print(
+            f"{name:42} {train_rate:11.1f} {statistics.median(result['eval']):10.1f} "
+            f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / peak:7.1%} "
+            f"{result['peak_mb']:15.0f}"
+        )
+    speedup = statistics.median(results[fastest_name]["train"]) / reference
+    print(
+        f"(of peak: train GFLOP/s achieved / this machine's matmul GFLOP/s at the side's "
+        f"precision; hymtl fastest = {' '.join(FASTEST)})"
+    )
+    print(f"speedup_vs_reference={speedup:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
