@@ -1,5 +1,6 @@
 """End-to-end runs on tiny generated image folders (CPU, no network)."""
 
+import csv
 import json
 import os
 import subprocess
@@ -17,6 +18,7 @@ from .conftest import TINY, compose_config
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = [
     "errors.png",
+    "val_predictions.csv",
     "metrics.csv",
     "summary.json",
     "curves.png",
@@ -41,6 +43,10 @@ def check_run_dir(run_dir: Path, epochs: int) -> dict:
     assert summary["best_val_acc"] == pytest.approx(max(r["val_acc"] for r in rows))
     assert rows[summary["best_epoch"] - 1]["val_acc"] == pytest.approx(best["accuracy"])
     assert summary["final_model"]["accuracy"] == pytest.approx(rows[-1]["val_acc"])
+    with open(run_dir / "val_predictions.csv") as handle:
+        per_image = list(csv.DictReader(handle))
+    assert len(per_image) == n
+    assert sum(int(r["correct"]) for r in per_image) / n == pytest.approx(best["accuracy"])
     return summary
 
 

@@ -53,6 +53,24 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, write)
 
 
+def write_val_predictions(path: Path, samples, classes, eval_result) -> None:
+    """val_predictions.csv: one row per val image (same order as the val split), so two runs can
+    be compared image by image (McNemar) without rerunning them."""
+
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "target", "pred", "prob", "correct"])
+            for (file, _), target, pred, prob in zip(
+                samples, eval_result["targets"], eval_result["preds"], eval_result["probs"]
+            ):
+                writer.writerow(
+                    [file, classes[target], classes[pred], f"{prob:.6f}", int(target == pred)]
+                )
+
+    atomic_write(path, write)
+
+
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 

@@ -26,7 +26,13 @@ from tqdm import tqdm
 
 import hymtl
 from hymtl import UserError
-from hymtl.artifacts import MetricsLog, classification_metrics, save_checkpoint, write_json
+from hymtl.artifacts import (
+    MetricsLog,
+    classification_metrics,
+    save_checkpoint,
+    write_json,
+    write_val_predictions,
+)
 from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
 from hymtl.data import make_loader
 from hymtl.features import cached_feature_loaders
@@ -274,6 +280,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         },
         "config": plain_config,
     }
+    write_val_predictions(
+        run_dir / "val_predictions.csv", splits.val.samples, classes, best["eval"]
+    )
     write_json(run_dir / "summary.json", summary)
     write_plots(summary, metrics.rows, splits, val, cfg, run_dir, run_name)
     log.info(
