@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
-from PIL import Image
 
 import hymtl.train  # noqa: F401  (registers the schema in Hydra's ConfigStore)
+from hymtl.toydata import make_toy_image_folder, write_class_images  # noqa: F401
 
 # Small images keep a ResNet-18 epoch on CPU to a second or two.
 TINY = [
@@ -26,24 +25,7 @@ def compose_config(overrides: list[str] | None = None):
         return compose("config", overrides=overrides or [])
 
 
-def write_class_images(
-    folder: Path, classes=("ants", "bees"), per_class=6, size=40, seed=0
-) -> None:
-    """Separable toy classes: each class is dominated by its own colour channel, plus noise
-    (so every image has far more than `min_colors` colours, like a photo)."""
-    rng = np.random.default_rng(seed)
-    for index, name in enumerate(classes):
-        (folder / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = rng.integers(0, 60, (size, size, 3))
-            pixels[..., index % 3] += 180
-            Image.fromarray(pixels.astype(np.uint8)).save(folder / name / f"{name}_{i}.jpg")
-
-
 @pytest.fixture
 def image_root(tmp_path: Path) -> Path:
     """ROOT/{train,val}/{ants,bees}/*.jpg"""
-    root = tmp_path / "images"
-    write_class_images(root / "train", per_class=12, seed=1)
-    write_class_images(root / "val", per_class=6, seed=2)
-    return root
+    return make_toy_image_folder(tmp_path / "images")

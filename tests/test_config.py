@@ -122,9 +122,9 @@ def test_auto_settings_resolve_per_device(monkeypatch):
     assert resolve_num_workers(None, cpu) == 0 and resolve_num_workers(3, cpu) == 3
     assert 1 <= resolve_num_workers(None, cuda) <= 8
     assert resolve_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr("hymtl.train.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("hymtl.runtime.cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr("hymtl.train.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("hymtl.runtime.cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", cpu) == "fp32"
     monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
     assert resolve_precision("auto", cuda) == "fp16"

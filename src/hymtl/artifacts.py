@@ -6,17 +6,23 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
+from hydra.core.hydra_config import HydraConfig
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
     confusion_matrix,
     precision_recall_fscore_support,
 )
+
+import hymtl
+from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
 
 METRIC_COLUMNS = [
     "epoch",
@@ -85,11 +91,11 @@ class MetricsLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
+        self.rows: list[dict] = [] if new else read_metrics(self.path)  # a resumed run's rows
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
         if new:
             self._writer.writeheader()
-        self.rows: list[dict] = []
 
     def append(self, row: dict) -> None:
         self._writer.writerow({key: row[key] for key in METRIC_COLUMNS})
@@ -123,3 +129,63 @@ def classification_metrics(targets: list[int], preds: list[int], classes: list[s
     )
     result["confusion_matrix"] = confusion_matrix(targets, preds, labels=labels).tolist()
     return result
+
+
+def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, last_eval) -> dict:
+    classes = splits.classes
+    return {
+        "status": "completed",
+        "run_dir": str(run_dir),
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
+        "classes": classes,
+        "n_train": len(splits.train),
+        "n_val": len(splits.val),
+        "data_layout": splits.layout,
+        "skipped_files": [{"path": p, "reason": r} for p, r in splits.skipped],
+        "device": str(device),
+        "precision": precision,
+        "epochs": cfg.epochs,
+        "best_epoch": best["epoch"],
+        "best_val_acc": best["val_acc"],
+        "best_model": classification_metrics(
+            best["eval"]["targets"], best["eval"]["preds"], classes
+        ),
+        "final_model": classification_metrics(last_eval["targets"], last_eval["preds"], classes),
+        "versions": {
+            "hymtl": hymtl.__version__,
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+            "python": sys.version.split()[0],
+        },
+        "config": plain_config,
+    }
+
+
+def write_plots(summary, rows, splits, last_eval, cfg, run_dir: Path, run_name: str) -> None:
+    plot_curves(rows, run_dir / "curves.png", run_name)
+    best = summary["best_model"]
+    plot_confusion_matrix(
+        best["confusion_matrix"],
+        summary["classes"],
+        run_dir / "confusion_matrix.png",
+        f"val, best epoch {summary['best_epoch']} (acc {best['accuracy']:.4f})",
+    )
+    grid_args = (splits.val, splits.classes, last_eval)
+    mean, std = cfg.data.mean, cfg.data.std
+    write_prediction_grid(
+        *grid_args,
+        cfg.grid_images,
+        mean,
+        std,
+        run_dir / "predictions.png",
+        f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
+    )
+    write_prediction_grid(
+        *grid_args,
+        8,
+        mean,
+        std,
+        run_dir / "errors.png",
+        f"most confidently wrong val images after epoch {cfg.epochs} · {run_name}",
+        errors_only=True,
+    )

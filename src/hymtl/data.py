@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,18 +26,39 @@ from hymtl import UserError
 
 log = logging.getLogger(__name__)
 
+# An image past PIL's pixel limit (~89 Mpx) is a decompression bomb or at least no training
+# photo: make PIL's warning an error, so the start-up scan skips the file and names it.
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode to 8-bit RGB: 16-bit and 32-bit grey are rescaled rather than clipped, and
+    palette images with transparency go through RGBA (PIL warns otherwise)."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
+        image = Image.fromarray(np.clip(pixels / top * 255.0, 0, 255).astype(np.uint8), "L")
+    elif image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        span = max(float(pixels.max() - pixels.min()), 1e-12)
+        image = Image.fromarray(((pixels - pixels.min()) / span * 255).astype(np.uint8), "L")
+    elif image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    return image.convert("RGB")
+
 
 def open_rgb(path: str | os.PathLike) -> Image.Image:
     """Decode a file to an upright RGB image (EXIF rotation applied, any mode converted)."""
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        return to_rgb(ImageOps.exif_transpose(image))
 
 
 def check_image(path: str, min_colors: int) -> tuple[str | None, Image.Image | None]:
     """(None, decoded image) if `path` is a usable photo, else (the reason it is not, None)."""
     try:
         image = open_rgb(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        return f"too large, refused by the decompression-bomb guard ({error})", None
     except Exception as error:  # PIL raises many types for broken files; all mean "unusable"
         return f"cannot be decoded ({type(error).__name__}: {error})".replace("\n", " "), None
     if min_colors > 0 and image.getcolors(maxcolors=min_colors - 1) is not None:
@@ -291,6 +313,8 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=num_workers,
         pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
+        # Not persistent: fresh workers each epoch draw their seeds from `generator`, so a
+        # resumed run (which restores the generator) augments exactly like an unbroken one.
+        persistent_workers=False,
         worker_init_fn=seed_worker,
     )

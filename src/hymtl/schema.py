@@ -139,6 +139,10 @@ class Config:
     compile: bool = (
         False  # torch.compile the model (pays off only for long runs: ~1 min to compile)
     )
+    # Bitwise-repeatable kernels (torch.use_deterministic_algorithms); slower on CUDA.
+    deterministic: bool = False
+    # RUN_DIR of an interrupted run: continue it from RUN_DIR/last.pt with its own config.
+    resume: str | None = None
     # Prediction grid size (images drawn from the val split).
     grid_images: int = 16
 

@@ -5,80 +5,50 @@ Reads like torchvision's references/classification: train_one_epoch, evaluate, t
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
-import random
+import math
+import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 import hydra
-import numpy as np
 import torch
-import torchvision
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-import hymtl
 from hymtl import UserError
 from hymtl.artifacts import (
     MetricsLog,
-    classification_metrics,
+    build_summary,
     save_checkpoint,
     write_json,
+    write_plots,
     write_val_predictions,
 )
 from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
 from hymtl.data import make_loader
 from hymtl.features import cached_feature_loaders
-from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
 from hymtl.regularizers import weight_statistics
+from hymtl.resume import (
+    capture_rng,
+    config_from_checkpoint,
+    load_resume_checkpoint,
+    restore_rng,
+    truncate_metrics,
+)
+from hymtl.runtime import autocast_for, resolve_precision, seed_everything, to_device
 from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
 
 register_configs()
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
-
-
-def autocast_for(device: torch.device, precision: str):
-    """A zero-argument context-manager factory: autocast for bf16/fp16, nothing for fp32."""
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16}
-    if precision not in dtypes:
-        return contextlib.nullcontext
-    return functools.partial(torch.autocast, device_type=device.type, dtype=dtypes[precision])
-
-
-def to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    if channels_last and tensor.dim() == 4:
-        return tensor.to(device, non_blocking=True, memory_format=torch.channels_last)
-    return tensor.to(device, non_blocking=True)
 
 
 def train_one_epoch(
@@ -103,13 +73,17 @@ def train_one_epoch(
             logits = model(images)
         data_loss = criterion(logits.float(), targets)
         penalty = regularizer.penalty()
+        data_loss_value, penalty_value = data_loss.item(), penalty.item()
+        if not math.isfinite(data_loss_value + penalty_value):
+            # Stop before the step: the weights (and last.pt) stay as they were.
+            raise NonFiniteLoss(f"loss became {data_loss_value} (penalty {penalty_value})")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(data_loss + penalty).backward()
         scaler.step(optimizer)
         scaler.update()
         batch = targets.size(0)
-        data_loss_sum += data_loss.item() * batch
-        penalty_sum += penalty.item() * batch
+        data_loss_sum += data_loss_value * batch
+        penalty_sum += penalty_value * batch
         correct += (logits.argmax(1) == targets).sum().item()
         seen += batch
     return {"loss": data_loss_sum / seen, "penalty": penalty_sum / seen, "acc": correct / seen}
@@ -157,9 +131,35 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def fresh_run_dir(resume: str | None, fresh: str) -> str:
+    """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
+    resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR)."""
+    return fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
+
+
+OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
+
+
+class NonFiniteLoss(UserError):
+    pass
+
+
+class RunInterrupted(Exception):
+    pass
+
+
+def raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir."""
+    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir.
+    With cfg.resume=RUN_DIR, continue that run from RUN_DIR/last.pt, in RUN_DIR."""
     started = time.time()
+    resumed = load_resume_checkpoint(cfg.resume) if cfg.resume else None
+    if resumed:
+        cfg = config_from_checkpoint(resumed, cfg.resume)
+        run_dir = Path(cfg.resume)
     check_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -167,6 +167,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     precision = resolve_precision(cfg.precision.value, device)
     autocast = autocast_for(device, precision)
     num_workers = resolve_num_workers(cfg.num_workers, device)
+    if cfg.deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)
     plain_config = to_plain_dict(cfg)
 
@@ -202,11 +206,43 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         step_model = torch.compile(model) if cfg.compile else model
     channels_last = cfg.channels_last and not cfg.model.freeze_backbone
 
+    best = {"val_acc": -1.0, "epoch": 0, "eval": None}
+    start_epoch = 1
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        best = {"val_acc": resumed["best_val_acc"], "epoch": resumed["best_epoch"]}
+        best["eval"] = resumed["best_eval"]
+        start_epoch = resumed["epoch"] + 1
+        truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
+        restore_rng(resumed["rng"], train_loader.generator)
+        log.info("resuming %s after epoch %d", run_dir, resumed["epoch"])
+
+    def checkpoint(epoch: int) -> dict:
+        return {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "best_val_acc": best["val_acc"],
+            "best_epoch": best["epoch"],
+            "best_eval": best["eval"],
+            "config": plain_config,
+            "class_names": classes,
+            "rng": capture_rng(train_loader.generator),
+        }
+
+    if not resumed:  # so that a run killed during its first epoch can be resumed too
+        save_checkpoint(run_dir / "last.pt", checkpoint(0))
     metrics = MetricsLog(run_dir / "metrics.csv")
-    best = {"val_acc": -1.0, "epoch": 0}
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    epoch = start_epoch - 1
     try:
-        for epoch in tqdm(range(1, cfg.epochs + 1), desc="epochs", disable=None):
+        for epoch in tqdm(range(start_epoch, cfg.epochs + 1), desc="epochs", disable=None):
             epoch_start = time.time()
             lr = optimizer.param_groups[0]["lr"]
             tag = f"epoch {epoch}/{cfg.epochs}"
@@ -229,57 +265,38 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
                 "seconds": time.time() - epoch_start,
             }
             metrics.append(row)
-            checkpoint = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "best_val_acc": max(best["val_acc"], val["acc"]),
-                "config": plain_config,
-                "class_names": classes,
-            }
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
-                save_checkpoint(run_dir / "best.pt", checkpoint)
-            save_checkpoint(run_dir / "last.pt", checkpoint)
+                save_checkpoint(run_dir / "best.pt", checkpoint(epoch))
+            save_checkpoint(run_dir / "last.pt", checkpoint(epoch))
             log.info(
                 "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f"
                 " | lr %.2g | %.1fs",
                 *(tag, row["train_loss"], row["train_penalty"], row["train_acc"]),
                 *(row["val_loss"], row["val_acc"], lr, row["seconds"]),
             )
+    except KeyboardInterrupt:
+        done = epoch - 1
+        raise RunInterrupted(
+            f"interrupted during epoch {epoch}; last.pt holds epoch {done}. Resume with: "
+            f"python -m hymtl.train resume={run_dir}"
+        ) from None
+    except NonFiniteLoss as error:
+        raise NonFiniteLoss(
+            f"{error} in epoch {epoch}; last good checkpoint kept: {run_dir}/last.pt "
+            f"(epoch {epoch - 1}); lower optimizer.lr= or the penalty's λ"
+        ) from None
     finally:
         metrics.close()
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
-    summary = {
-        "status": "completed",
-        "run_dir": str(run_dir),
-        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None,
-        "classes": classes,
-        "n_train": len(splits.train),
-        "n_val": len(splits.val),
-        "data_layout": splits.layout,
-        "skipped_files": [{"path": p, "reason": r} for p, r in splits.skipped],
-        "device": str(device),
-        "precision": precision,
-        "epochs": cfg.epochs,
-        "best_epoch": best["epoch"],
-        "best_val_acc": best["val_acc"],
-        "best_model": classification_metrics(
-            best["eval"]["targets"], best["eval"]["preds"], classes
-        ),
-        "final_model": classification_metrics(val["targets"], val["preds"], classes),
-        "final_weights": weight_statistics(model),
-        "seconds_total": time.time() - started,
-        "seconds_per_epoch": sum(r["seconds"] for r in metrics.rows) / len(metrics.rows),
-        "versions": {
-            "hymtl": hymtl.__version__,
-            "torch": torch.__version__,
-            "torchvision": torchvision.__version__,
-            "python": sys.version.split()[0],
-        },
-        "config": plain_config,
-    }
+    if start_epoch > cfg.epochs:  # resumed a run that had already finished
+        val = best["eval"]
+    summary = build_summary(cfg, plain_config, run_dir, splits, device, precision, best, val)
+    summary["final_weights"] = weight_statistics(model)
+    summary["seconds_total"] = time.time() - started  # this invocation; epochs: metrics.csv
+    summary["resumed_after_epoch"] = resumed["epoch"] if resumed else None
+    summary["seconds_per_epoch"] = sum(r["seconds"] for r in metrics.rows) / len(metrics.rows)
     write_val_predictions(
         run_dir / "val_predictions.csv", splits.val.samples, classes, best["eval"]
     )
@@ -292,39 +309,44 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return summary
 
 
-def write_plots(summary, rows, splits, last_eval, cfg, run_dir: Path, run_name: str) -> None:
-    plot_curves(rows, run_dir / "curves.png", run_name)
-    best = summary["best_model"]
-    plot_confusion_matrix(
-        best["confusion_matrix"],
-        summary["classes"],
-        run_dir / "confusion_matrix.png",
-        f"val, best epoch {summary['best_epoch']} (acc {best['accuracy']:.4f})",
-    )
-    write_prediction_grid(
-        *(splits.val, splits.classes, last_eval, cfg.grid_images, cfg.data.mean, cfg.data.std),
-        run_dir / "predictions.png",
-        f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
-    )
-    write_prediction_grid(
-        *(splits.val, splits.classes, last_eval, 8, cfg.data.mean, cfg.data.std),
-        run_dir / "errors.png",
-        f"most confidently wrong val images after epoch {cfg.epochs} · {run_name}",
-        errors_only=True,
-    )
+FAILED_JOBS: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hymtl.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    """One run (or one job of a sweep); returns the best val accuracy for sweepers. A job that
+    fails leaves its reason in its summary.json and, in a sweep, lets the other jobs go on."""
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        summary = train(cfg)
+        return train(cfg)["best_val_acc"]
+    except RunInterrupted as error:
+        print(f"hymtl: {error}", file=sys.stderr)
+        sys.exit(130)
     except UserError as error:
-        # One line for the person, and the reason kept in the run dir for sweeps and reports.
-        print(f"hymtl: error: {error}", file=sys.stderr)
-        write_json(hydra_run_dir() / "summary.json", {"status": "failed", "error": str(error)})
+        reason = str(error)
+    except Exception as error:
+        if not in_sweep:
+            raise  # a bug, not bad input: the traceback is what a bug report needs
+        log.exception("job failed")
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+    run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
+    write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
+    print(f"hymtl: error: {reason}", file=sys.stderr)
+    if not in_sweep:
         sys.exit(2)
-    return summary["best_val_acc"]
+    FAILED_JOBS.append(f"{run_dir}: {reason}")
+    return float("nan")
+
+
+def cli() -> None:
+    """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed."""
+    main()
+    if FAILED_JOBS:
+        print(f"hymtl: {len(FAILED_JOBS)} job(s) of the sweep failed:", file=sys.stderr)
+        for line in FAILED_JOBS:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,0 +1,489 @@
+"""Compare the runs of one or more sweeps: `python -m hymtl.report SWEEP_DIR... [--out DIR]`.
+
+Writes report.md (means over seeds, 95% intervals, each regularizer tested against `none`),
+report.csv (the same numbers as fractions) and comparison.png (val curves of every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import yaml  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from hymtl import UserError  # noqa: E402
+from hymtl.artifacts import atomic_write, read_metrics  # noqa: E402
+from hymtl.stats import mcnemar, mean_std, t_interval, wilson_interval  # noqa: E402
+
+RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
+KNOWN_ORDER = ("none", "l1", "l2", "elasticnet")
+NEAR_ZERO_KEY = "fraction_abs_below_0.001"  # written by hymtl.regularizers.weight_statistics
+CSV_COLUMNS = (
+    "regularizer,n_seeds,n_val,precision_mean,precision_std,recall_mean,recall_std,f1_mean,"
+    "f1_std,accuracy_mean,accuracy_std,accuracy_ci_low,accuracy_ci_high,diff_vs_none,"
+    "diff_ci_low,diff_ci_high,p_value,test"
+).split(",")
+
+
+@dataclass
+class Run:
+    path: Path
+    status: str  # "completed", "failed" or "incomplete" (no summary.json yet: running or killed)
+    regularizer: str
+    seed: int | None
+    config: dict = field(default_factory=dict)
+    summary: dict = field(default_factory=dict)
+    metrics: list[dict] = field(default_factory=list)
+    error: str = ""
+
+
+def find_run_dirs(sweep_dir: Path) -> list[Path]:
+    """Folders at any depth below sweep_dir (itself included) holding one of RUN_MARKERS."""
+    found = set()
+    for marker in RUN_MARKERS:
+        for hit in Path(sweep_dir).glob(f"**/{marker}"):
+            found.add(hit.parents[marker.count("/")])
+    return sorted(found)
+
+
+def read_config(run_dir: Path, summary: dict) -> dict:
+    if isinstance(summary.get("config"), dict):
+        return summary["config"]
+    try:
+        cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return {}
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException:
+        # e.g. a resolver only registered at training time; names and seeds are plain values
+        return OmegaConf.to_container(cfg, resolve=False)
+
+
+def load_run(run_dir: Path) -> Run:
+    summary, error = {}, ""
+    if (run_dir / "summary.json").is_file():
+        try:
+            summary = json.loads((run_dir / "summary.json").read_text())
+        except (OSError, ValueError) as exc:
+            summary, error = {"status": "failed"}, f"summary.json unreadable: {exc}"
+    metrics = []
+    if (run_dir / "metrics.csv").is_file():
+        try:
+            metrics = read_metrics(run_dir / "metrics.csv")
+        except (OSError, ValueError, TypeError) as exc:  # e.g. a half-written last row
+            error = error or f"metrics.csv unreadable: {exc}"
+    status = summary.get("status", "completed") if summary else "incomplete"
+    if status == "completed" and "best_model" not in summary:
+        status, error = "failed", error or "summary.json has no best_model"
+    elif status not in ("completed", "incomplete"):
+        error = error or summary.get("error") or f"summary.json says status={status!r}"
+        status = "failed"
+    config = read_config(run_dir, summary)
+    regularizer = config.get("regularizer")
+    name = regularizer.get("name", "unknown") if isinstance(regularizer, dict) else "unknown"
+    return Run(run_dir, status, str(name), config.get("seed"), config, summary, metrics, error)
+
+
+def regularizer_order(names) -> list[str]:
+    """none, l1, l2, elasticnet first (the reference's order), then any others by name."""
+    rank = {name: index for index, name in enumerate(KNOWN_ORDER)}
+    return sorted(set(names), key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def summarize_by_regularizer(runs: list[Run]) -> list[dict]:
+    """One row per regularizer over its completed runs, from each run's best-epoch metrics."""
+    rows = []
+    completed = [run for run in runs if run.status == "completed"]
+    for name in regularizer_order(run.regularizer for run in completed):
+        group = sorted(
+            (run for run in completed if run.regularizer == name), key=lambda r: str(r.seed)
+        )
+        best = [run.summary["best_model"] for run in group]
+        row = {"regularizer": name, "runs": group, "n_seeds": len(group)}
+        row["n_val"] = "/".join(
+            sorted({str(run.summary.get("n_val", b["n"])) for run, b in zip(group, best)})
+        )
+        for metric in ("precision", "recall", "f1"):
+            row[metric] = mean_std([b["macro"][metric] for b in best])
+        accuracies = [b["accuracy"] for b in best]
+        row["accuracy"] = mean_std(accuracies)
+        if len(group) > 1:
+            row["accuracy_ci"], row["ci_method"] = t_interval(accuracies), "t"
+        else:  # one run: the only spread left to show is binomial (which images were sampled)
+            n = best[0]["n"]
+            row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
+            row["ci_method"] = "wilson"
+        rows.append(row)
+    return rows
+
+
+def read_val_predictions(run: Run) -> tuple[list[str], list[int]] | None:
+    try:
+        with open(run.path / "val_predictions.csv", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return [row["path"] for row in rows], [int(row["correct"]) for row in rows]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def paired_t_comparison(reference: list[Run], other: list[Run]) -> dict:
+    ref_acc = [run.summary["best_model"]["accuracy"] for run in reference]
+    other_acc = [run.summary["best_model"]["accuracy"] for run in other]
+    diffs = [o - r for r, o in zip(ref_acc, other_acc)]
+    result = {"diff": statistics.fmean(diffs), "test": f"paired t-test over {len(diffs)} seeds"}
+    if max(diffs) - min(diffs) <= 1e-12:  # t is undefined (0/0 or x/0) and scipy would warn
+        return {**result, "ci": (diffs[0], diffs[0]), "p": None, "p_text": "n/a (no variance)"}
+    test = stats.ttest_rel(other_acc, ref_acc)
+    return {**result, "ci": t_interval(diffs), "p": float(test.pvalue), "t": float(test.statistic)}
+
+
+def single_pair_comparison(reference: Run, other: Run) -> dict:
+    ref_pred, other_pred = read_val_predictions(reference), read_val_predictions(other)
+    if ref_pred and other_pred and ref_pred[0] == other_pred[0]:
+        result = mcnemar(ref_pred[1], other_pred[1])
+        test = f"exact McNemar (b={result['b']}, c={result['c']}, {result['n']} images)"
+        return {**result, "test": test}
+    diff = other.summary["best_model"]["accuracy"] - reference.summary["best_model"]["accuracy"]
+    return {"diff": diff, "ci": None, "p": None, "test": "no test: no matching val_predictions"}
+
+
+def compare_with_none(rows: list[dict]) -> list[dict]:
+    """Each regularizer against `none`: paired by seed when ≥2 seeds are shared, else by image."""
+    by_name = {row["regularizer"]: row for row in rows}
+    if "none" not in by_name:
+        return []
+    reference = {run.seed: run for run in by_name["none"]["runs"]}
+    comparisons = []
+    for row in rows:
+        if row["regularizer"] == "none":
+            continue
+        other = {run.seed: run for run in row["runs"]}
+        common = sorted(set(reference) & set(other), key=str)
+        if len(common) >= 2:
+            result = paired_t_comparison([reference[s] for s in common], [other[s] for s in common])
+        elif len(common) == 1 or (len(reference) == 1 and len(other) == 1):
+            pair = (
+                (reference[common[0]], other[common[0]])
+                if common
+                else (next(iter(reference.values())), next(iter(other.values())))
+            )
+            result = single_pair_comparison(*pair)
+        else:
+            diff = row["accuracy"][0] - by_name["none"]["accuracy"][0]
+            result = {"diff": diff, "ci": None, "p": None, "test": "no test: no seeds in common"}
+        if result["p"] is None:
+            verdict = "not tested"
+        else:
+            verdict = "significant (p<0.05)" if result["p"] < 0.05 else "not significant"
+        result.setdefault("p_text", "–" if result["p"] is None else f"{result['p']:.3g}")
+        comparisons.append({"regularizer": row["regularizer"], "verdict": verdict, **result})
+    return comparisons
+
+
+def weight_statistics_by_regularizer(rows: list[dict]) -> list[dict]:
+    """Mean over seeds of each run's final_weights (older runs lack them and are left out)."""
+    table = []
+    for row in rows:
+        weights = [w for w in (run.summary.get("final_weights") for run in row["runs"]) if w]
+        if weights:
+            near_zero = [w[NEAR_ZERO_KEY] for w in weights if NEAR_ZERO_KEY in w]
+            table.append(
+                {
+                    "regularizer": row["regularizer"],
+                    "n_runs": len(weights),
+                    "sum_abs": statistics.fmean(w["sum_abs"] for w in weights),
+                    "sum_sq": statistics.fmean(w["sum_sq"] for w in weights),
+                    "near_zero": statistics.fmean(near_zero) if near_zero else None,
+                }
+            )
+    return table
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def percent_mean_std(mean_and_std: tuple[float, float | None]) -> str:
+    mean, std = mean_and_std
+    return percent(mean) if std is None else f"{percent(mean)} ± {percent(std)}"
+
+
+def percent_interval(interval: tuple[float, float] | None) -> str:
+    return "–" if interval is None else f"[{percent(interval[0])}, {percent(interval[1])}]"
+
+
+def readable(value: float) -> str:
+    """Σ|w| of a whole network is ~1e5, of a head alone ~1e-1: thousands separators or 4 digits."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def distinct(values) -> str:
+    return ", ".join(sorted({str(v) for v in values if v is not None})) or "unknown"
+
+
+def config_value(run: Run, *keys: str):
+    value = run.config
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str) -> list[str]:
+    count = {s: sum(r.status == s for r in runs) for s in ("completed", "failed", "incomplete")}
+    completed = [run for run in runs if run.status == "completed"]
+    models = {config_value(run, "model", "name") for run in runs} - {None}
+    lines = [
+        "# Regularization study report",
+        "",
+        f"- read: {', '.join(f'`{d}`' for d in sweep_dirs)} ({len(runs)} run dirs)",
+        f"- runs: {count['completed']} completed, {count['failed']} failed, "
+        f"{count['incomplete']} incomplete",
+        f"- model: {distinct(models)}; epochs: {distinct(config_value(r, 'epochs') for r in runs)}"
+        f"; val images: {distinct(run.summary.get('n_val') for run in completed)}",
+        f"- regenerate: `{command}`",
+    ]
+    if len(models) > 1:
+        lines.append("- **note:** runs of different models are pooled per regularizer below")
+    for name in regularizer_order(run.regularizer for run in completed):
+        seeds = [run.seed for run in completed if run.regularizer == name]
+        if len(set(seeds)) < len(seeds):
+            lines.append(f"- **note:** `{name}` has repeated seeds; pairing by seed uses one each")
+    return lines
+
+
+def metrics_lines(rows: list[dict]) -> list[str]:
+    lines = ["", "## Best-epoch validation metrics (%, mean ± std over seeds)", ""]
+    if not rows:
+        return lines + ["No completed runs yet."]
+    header = (
+        "Regularizer | Precision | Recall | F1 | Accuracy | 95% CI (accuracy) | n val | n seeds"
+    )
+    lines += markdown_table(
+        header.split(" | "),
+        [
+            [row["regularizer"]]
+            + [percent_mean_std(row[m]) for m in ("precision", "recall", "f1", "accuracy")]
+            + [percent_interval(row["accuracy_ci"]), row["n_val"], row["n_seeds"]]
+            for row in rows
+        ],
+    )
+    by_method = {
+        m: [r["regularizer"] for r in rows if r["ci_method"] == m] for m in ("t", "wilson")
+    }
+    lines += [
+        "",
+        "Precision, recall and F1 are macro averages over classes at each run's best val epoch "
+        "(`best_model` in summary.json); ± is the sample std over seeds (ddof=1). That epoch is "
+        "chosen on the same val images, so these numbers lean optimistic, equally for all rows.",
+    ]
+    if by_method["t"]:
+        lines.append(
+            f"95% CI for {', '.join(by_method['t'])}: t-interval over seeds, "
+            "mean ± t(0.975, n-1)·s/√n."
+        )
+    if by_method["wilson"]:
+        lines.append(
+            f"95% CI for {', '.join(by_method['wilson'])} (one seed): Wilson score interval "
+            "for correct/n val (spread over images only, not over seeds)."
+        )
+    return lines
+
+
+def comparison_lines(rows: list[dict], comparisons: list[dict]) -> list[str]:
+    lines = ["", "## Each regularizer against `none` (accuracy)", ""]
+    if not any(row["regularizer"] == "none" for row in rows):
+        return lines + ["No completed `none` run: nothing to compare against."]
+    if not comparisons:
+        return lines + ["Only `none` has completed runs so far."]
+    lines += markdown_table(
+        ["Regularizer", "Δ accuracy (pp)", "95% CI (pp)", "p", "Test", "Verdict"],
+        [
+            [c["regularizer"], f"{100 * c['diff']:+.2f}", percent_interval(c["ci"])]
+            + [c["p_text"], c["test"], c["verdict"]]
+            for c in comparisons
+        ],
+    )
+    return lines + [
+        "",
+        "Δ = regularizer − none. Paired t-test: runs paired by seed (seeds present in both), "
+        "interval = paired-difference t-interval. Exact McNemar (one seed): b = images only "
+        "`none` got right, c = images only the other got right, p = two-sided binomial test "
+        "of min(b, c) out of b + c; interval = Wald interval for paired proportions. "
+        "No correction for testing several regularizers.",
+    ]
+
+
+def weight_lines(weights: list[dict]) -> list[str]:
+    if not weights:
+        return []
+    lines = ["", "## Final weights (mean over seeds): what each penalty did", ""]
+    lines += markdown_table(
+        ["Regularizer", r"Σ\|w\|", "Σw²", r"fraction \|w\| < 1e-3", "runs"],
+        [
+            [w["regularizer"], readable(w["sum_abs"]), readable(w["sum_sq"])]
+            + ["–" if w["near_zero"] is None else f"{w['near_zero']:.4f}", w["n_runs"]]
+            for w in weights
+        ],
+    )
+    return lines + ["", "Over all trainable parameters of the final (last-epoch) model."]
+
+
+def problem_lines(runs: list[Run]) -> list[str]:
+    failed = [run for run in runs if run.status == "failed"]
+    incomplete = [run for run in runs if run.status == "incomplete"]
+    lines = ["", f"## Failed runs ({len(failed)})", ""]
+    lines += [f"- `{run.path}`: {run.error}" for run in failed] or ["None."]
+    lines += ["", f"## Incomplete runs ({len(incomplete)}: still running or killed)", ""]
+    for run in incomplete:
+        planned = config_value(run, "epochs") or "?"
+        note = f" ({run.error})" if run.error else ""
+        lines.append(f"- `{run.path}`: {len(run.metrics)}/{planned} epochs done{note}")
+    return lines + ([] if incomplete else ["None."])
+
+
+def plot_comparison(runs: list[Run], path: Path) -> None:
+    """Val accuracy and val loss per epoch of every run; one colour per regularizer."""
+    plotted = [run for run in runs if run.metrics and run.status != "failed"]
+    names = regularizer_order(run.regularizer for run in plotted)
+    colors = {name: f"C{index % 10}" for index, name in enumerate(names)}
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in plotted:
+        epochs = [row["epoch"] for row in run.metrics]
+        style = {"color": colors[run.regularizer], "lw": 1, "alpha": 0.8}
+        style["ls"] = "-" if run.status == "completed" else "--"
+        ax_acc.plot(epochs, [row["val_acc"] for row in run.metrics], **style)
+        ax_loss.plot(epochs, [row["val_loss"] for row in run.metrics], **style)
+    ax_acc.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy per epoch")
+    ax_loss.set(xlabel="epoch", ylabel="val cross-entropy", title="val loss per epoch")
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if plotted:
+        handles = [Line2D([], [], color=colors[name], label=name) for name in names]
+        ax_acc.legend(handles=handles, title="regularizer", loc="lower right")
+    else:
+        for ax in (ax_acc, ax_loss):
+            ax.text(0.5, 0.5, "no metrics.csv rows yet", ha="center", va="center")
+    dashed = " (dashed = incomplete)" if any(r.status != "completed" for r in plotted) else ""
+    fig.suptitle(f"{len(plotted)} runs, one colour per regularizer{dashed}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
+    by_name = {c["regularizer"]: c for c in comparisons}
+    table = []
+    for row in rows:
+        record = {"regularizer": row["regularizer"], "n_seeds": row["n_seeds"]}
+        record["n_val"] = row["n_val"]
+        for metric in ("precision", "recall", "f1", "accuracy"):
+            record[f"{metric}_mean"], record[f"{metric}_std"] = row[metric]
+        record["accuracy_ci_low"], record["accuracy_ci_high"] = row["accuracy_ci"]
+        comparison = by_name.get(row["regularizer"], {})
+        record["diff_vs_none"] = comparison.get("diff")
+        record["diff_ci_low"], record["diff_ci_high"] = comparison.get("ci") or (None, None)
+        record["p_value"], record["test"] = comparison.get("p"), comparison.get("test")
+        table.append({key: "" if value is None else value for key, value in record.items()})
+    return table
+
+
+def write_report(
+    runs: list[Run], rows: list[dict], comparisons: list[dict], out_dir: Path, header: list[str]
+) -> Path:
+    """report.md, report.csv and comparison.png in out_dir; returns the path of report.md."""
+    weights = weight_statistics_by_regularizer(rows)
+    lines = header + metrics_lines(rows) + comparison_lines(rows, comparisons)
+    lines += weight_lines(weights)
+    lines += problem_lines(runs) + ["", "![comparison](comparison.png)", ""]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plot_comparison(runs, out_dir / "comparison.png")
+
+    def write_csv(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(csv_rows(rows, comparisons))
+
+    atomic_write(out_dir / "report.csv", write_csv)
+    atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
+    return out_dir / "report.md"
+
+
+def summary_table(rows: list[dict], comparisons: list[dict]) -> str:
+    """The few numbers people check first, for the terminal."""
+    by_name = {c["regularizer"]: c for c in comparisons}
+    lines = [f"{'regularizer':<12} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}  p"]
+    for row in rows:
+        comparison = by_name.get(row["regularizer"])
+        diff = f"{100 * comparison['diff']:+.2f}" if comparison else ""
+        p_text = comparison["p_text"] if comparison else ""
+        accuracy = percent_mean_std(row["accuracy"])
+        lines.append(
+            f"{row['regularizer']:<12} {row['n_seeds']:>5}  {accuracy:<15} {diff:>12}  {p_text}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="hymtl-report", description="Compare the runs of hymtl sweeps (report.md/.csv/.png)."
+    )
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
+    parser.add_argument("--out", type=Path, help="where to write (default: the first SWEEP_DIR)")
+    args = parser.parse_args(argv)
+    sweep_dirs = [d.resolve() for d in args.sweep_dirs]
+    try:
+        for sweep_dir in sweep_dirs:
+            if not sweep_dir.is_dir():
+                raise UserError(f"{sweep_dir} does not exist or is not a directory")
+        run_dirs = sorted({run_dir for d in sweep_dirs for run_dir in find_run_dirs(d)})
+        if not run_dirs:
+            raise UserError(
+                f"no run dirs (with .hydra/config.yaml, summary.json or metrics.csv) under "
+                f"{', '.join(map(str, sweep_dirs))}"
+            )
+        command = "python -m hymtl.report " + " ".join(shlex.quote(str(d)) for d in sweep_dirs)
+        if args.out is not None:
+            command += f" --out {shlex.quote(str(args.out.resolve()))}"
+        out_dir = args.out.resolve() if args.out is not None else sweep_dirs[0]
+        runs = [load_run(run_dir) for run_dir in run_dirs]
+        rows = summarize_by_regularizer(runs)
+        comparisons = compare_with_none(rows)
+        header = header_lines(runs, sweep_dirs, command)
+        report = write_report(runs, rows, comparisons, out_dir, header)
+    except (UserError, OSError) as error:
+        print(f"hymtl-report: error: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    print(summary_table(rows, comparisons))
+    return 0
+
+
+def cli() -> None:
+    """Console script `hymtl-report`."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()
