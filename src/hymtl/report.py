@@ -58,7 +58,8 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
     for marker in RUN_MARKERS:
         for hit in Path(sweep_dir).glob(f"**/{marker}"):
             found.add(hit.parents[marker.count("/")])
-    return sorted(found)
+    # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run.
+    return sorted(path for path in found if "resumed" not in path.relative_to(sweep_dir).parts)
 
 
 def read_config(run_dir: Path, summary: dict) -> dict:
@@ -89,6 +90,8 @@ def load_run(run_dir: Path) -> Run:
         except (OSError, ValueError, TypeError) as exc:  # e.g. a half-written last row
             error = error or f"metrics.csv unreadable: {exc}"
     status = summary.get("status", "completed") if summary else "incomplete"
+    if status == "interrupted":  # stopped by Ctrl-C/SIGTERM; resumable, not failed
+        status = "incomplete"
     if status == "completed" and "best_model" not in summary:
         status, error = "failed", error or "summary.json has no best_model"
     elif status not in ("completed", "incomplete"):

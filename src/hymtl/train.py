@@ -320,6 +320,8 @@ def main(cfg: DictConfig) -> float:
     try:
         return train(cfg)["best_val_acc"]
     except RunInterrupted as error:
+        run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
+        write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
         print(f"hymtl: {error}", file=sys.stderr)
         sys.exit(130)
     except UserError as error:

@@ -1,0 +1,179 @@
+"""Resume, interruption, failing sweep jobs: nothing lost, nothing cryptic."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from hymtl import UserError
+from hymtl.train import NonFiniteLoss, RunInterrupted, train
+
+from .conftest import TINY, compose_config
+
+SHORT = TINY + ["data=imagefolder", "epochs=3", "deterministic=true", "optimizer.lr=0.01"]
+
+
+def comparable_rows(run_dir):
+    """metrics.csv without the wall-clock column."""
+    with open(run_dir / "metrics.csv") as handle:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(handle)]
+
+
+def comparable_summary(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    keys = ("best_epoch", "best_val_acc", "best_model", "final_model", "final_weights")
+    return {key: summary[key] for key in keys}
+
+
+def assert_same_run(resumed_dir, reference_dir):
+    assert comparable_rows(resumed_dir) == comparable_rows(reference_dir)
+    assert comparable_summary(resumed_dir) == comparable_summary(reference_dir)
+    resumed = torch.load(resumed_dir / "last.pt", weights_only=True)["model"]
+    reference = torch.load(reference_dir / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
+
+
+@pytest.fixture
+def reference_run(image_root, tmp_path):
+    run_dir = tmp_path / "reference"
+    train(compose_config(SHORT + [f"data.root={image_root}"]), run_dir)
+    return run_dir
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_exactly(image_root, tmp_path, reference_run, monkeypatch):
+    import hymtl.train
+
+    real_evaluate, calls = hymtl.train.evaluate, []
+
+    def evaluate_then_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C during epoch 2's evaluation
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    run_dir = tmp_path / "interrupted"
+    monkeypatch.setattr(hymtl.train, "evaluate", evaluate_then_interrupt)
+    with pytest.raises(RunInterrupted, match=f"epoch 2; last.pt holds epoch 1.*resume={run_dir}"):
+        train(compose_config(SHORT + [f"data.root={image_root}"]), run_dir)
+    monkeypatch.setattr(hymtl.train, "evaluate", real_evaluate)
+    assert len(comparable_rows(run_dir)) == 1
+
+    train(compose_config([f"resume={run_dir}"]), None)  # config comes from last.pt
+    assert_same_run(run_dir, reference_run)
+
+
+@pytest.mark.slow
+def test_kill_between_metrics_row_and_checkpoint(image_root, tmp_path, reference_run, monkeypatch):
+    """Epoch 2 wrote its metrics row but died before last.pt: the row is redone, not doubled."""
+    import hymtl.train
+
+    real_save, saves = hymtl.train.save_checkpoint, []
+
+    def save_then_die(path, checkpoint):
+        if path.name == "last.pt" and checkpoint["epoch"] == 2:
+            raise KeyboardInterrupt
+        saves.append(checkpoint["epoch"])
+        real_save(path, checkpoint)
+
+    run_dir = tmp_path / "killed"
+    monkeypatch.setattr(hymtl.train, "save_checkpoint", save_then_die)
+    with pytest.raises(RunInterrupted):
+        train(compose_config(SHORT + [f"data.root={image_root}"]), run_dir)
+    monkeypatch.setattr(hymtl.train, "save_checkpoint", real_save)
+    assert len(comparable_rows(run_dir)) == 2  # row 2 is on disk, last.pt says epoch 1
+    train(compose_config([f"resume={run_dir}"]), None)
+    assert_same_run(run_dir, reference_run)
+
+
+def test_resume_needs_a_run_dir(tmp_path):
+    with pytest.raises(UserError, match="no last.pt there"):
+        train(compose_config([f"resume={tmp_path}"]), None)
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(image_root, tmp_path):
+    cfg = compose_config(SHORT + [f"data.root={image_root}", "optimizer.lr=1e30"])
+    with pytest.raises(NonFiniteLoss, match="loss became .*last good checkpoint kept"):
+        train(cfg, tmp_path / "run")
+    checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert all(
+        torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point()
+    )
+
+
+def run_cli(args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hymtl.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_a_failing_sweep_job_does_not_stop_the_others(image_root, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        [
+            "-m",
+            f"data.root={tmp_path}/missing,{image_root}",
+            "epochs=1",
+            f"hydra.sweep.dir={sweep}",
+            *TINY,
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "1 job(s) of the sweep failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    failed = json.loads((sweep / "0" / "summary.json").read_text())
+    assert failed == {"status": "failed", "error": failed["error"]}
+    assert "does not exist" in failed["error"]
+    assert json.loads((sweep / "1" / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_sigterm_leaves_a_resumable_run_and_one_line(image_root, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hymtl.train",
+            "data=imagefolder",
+            f"data.root={image_root}",
+            "epochs=200",
+            f"hydra.run.dir={run_dir}",
+            *TINY,
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / "metrics.csv").exists():
+        time.sleep(0.2)
+    while time.time() < deadline and len(comparable_rows(run_dir)) < 1:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    lines = [line for line in stderr.splitlines() if line.startswith("hymtl:")]
+    assert len(lines) == 1 and f"resume={run_dir}" in lines[0]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    done = torch.load(run_dir / "last.pt", weights_only=True)["epoch"]
+    assert len(comparable_rows(run_dir)) in (done, done + 1)  # a row past last.pt is redone
