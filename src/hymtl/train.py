@@ -207,6 +207,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     channels_last = cfg.channels_last and not cfg.model.freeze_backbone
 
     best = {"val_acc": -1.0, "epoch": 0, "eval": None}
+    val = None  # the latest epoch's evaluation
     start_epoch = 1
     if resumed:
         model.load_state_dict(resumed["model"])
@@ -214,7 +215,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         scheduler.load_state_dict(resumed["scheduler"])
         scaler.load_state_dict(resumed["scaler"])
         best = {"val_acc": resumed["best_val_acc"], "epoch": resumed["best_epoch"]}
-        best["eval"] = resumed["best_eval"]
+        best["eval"], val = resumed["best_eval"], resumed["last_eval"]
         start_epoch = resumed["epoch"] + 1
         truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
         restore_rng(resumed["rng"], train_loader.generator)
@@ -230,6 +231,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             "best_val_acc": best["val_acc"],
             "best_epoch": best["epoch"],
             "best_eval": best["eval"],
+            "last_eval": val,
             "config": plain_config,
             "class_names": classes,
             "rng": capture_rng(train_loader.generator),
@@ -290,8 +292,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         metrics.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
 
-    if start_epoch > cfg.epochs:  # resumed a run that had already finished
-        val = best["eval"]
     summary = build_summary(cfg, plain_config, run_dir, splits, device, precision, best, val)
     summary["final_weights"] = weight_statistics(model)
     summary["seconds_total"] = time.time() - started  # this invocation; epochs: metrics.csv
