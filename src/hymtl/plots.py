@@ -65,13 +65,14 @@ def choose_grid_indices(targets: list[int], preds: list[int], count: int) -> lis
 
 def make_prediction_grid(
     images: list[np.ndarray],
-    true_labels: list[str],
+    true_labels: list[str | None],
     pred_labels: list[str],
     probabilities: list[float],
     path: Path,
     title: str = "",
 ) -> None:
-    """Images (HxWx3 floats in [0, 1]) titled 'pred (p) / true'; errors in red with a red frame."""
+    """Images (HxWx3 floats in [0, 1]) titled 'pred (p) / true'; errors in red with a red frame.
+    A true label of None shows the prediction alone."""
     count = len(images)
     if count == 0:  # e.g. no errors: say so rather than leave an empty or missing file
         fig, ax = plt.subplots(figsize=(4, 1.5))
@@ -90,6 +91,9 @@ def make_prediction_grid(
         axes.flat, images, true_labels, pred_labels, probabilities
     ):
         ax.imshow(image)
+        if true is None:  # new images: no truth to mark against
+            ax.set_title(f"{pred} ({prob:.2f})", fontsize=9)
+            continue
         wrong = true != pred
         color = "red" if wrong else "green"
         ax.set_title(

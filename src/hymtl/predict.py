@@ -1,0 +1,121 @@
+"""Predict classes for new images with a trained run's checkpoint.
+
+    python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]
+
+Writes OUT/predictions.csv (file, predicted class, probability, one column per class) and
+OUT/predictions.png (a grid of the first images with their predictions). OUT defaults to
+RUN_DIR/predict. Files that are not usable images are skipped with one warning naming them.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hymtl import UserError
+from hymtl.artifacts import atomic_write
+from hymtl.data import check_image, open_rgb
+from hymtl.inference import load_trained_model, parse_key_values
+from hymtl.plots import make_prediction_grid
+
+log = logging.getLogger("hymtl.predict")
+USAGE = "python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR]"
+
+
+def list_inputs(inputs: str | Path) -> list[Path]:
+    path = Path(inputs).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    raise UserError(f"inputs={inputs} does not exist; give an image file or a folder of images")
+
+
+@torch.inference_mode()
+def predict(loaded, files: list[Path], batch_size: int = 32) -> tuple[list[dict], list]:
+    """One row per usable file (file, predicted, probability, p_<class>...), and the skipped."""
+    rows, skipped, pending = [], [], []
+
+    def flush():
+        images = torch.stack([loaded.transform(image) for _, image in pending]).to(loaded.device)
+        if loaded.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with loaded.autocast():
+            probabilities = loaded.model(images).float().softmax(1).cpu()
+        for (file, _), probs in zip(pending, probabilities):
+            best = int(probs.argmax())
+            row = {
+                "file": str(file),
+                "predicted": loaded.classes[best],
+                "probability": float(probs[best]),
+            }
+            row.update({f"p_{name}": float(p) for name, p in zip(loaded.classes, probs)})
+            rows.append(row)
+        pending.clear()
+
+    for file in files:
+        reason, image = check_image(str(file), min_colors=0)
+        if reason:
+            skipped.append((str(file), reason))
+            continue
+        pending.append((file, image))
+        if len(pending) == batch_size:
+            flush()
+    if pending:
+        flush()
+    return rows, skipped
+
+
+def write_predictions(rows: list[dict], path: Path) -> None:
+    def write(tmp):
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+
+    atomic_write(path, write)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args = parse_key_values(sys.argv[1:] if argv is None else argv, ("ckpt", "inputs"), USAGE)
+        loaded = load_trained_model(args["ckpt"], args.get("device", "auto"))
+        rows, skipped = predict(loaded, list_inputs(args["inputs"]))
+        if skipped:
+            listing = "; ".join(f"{path}: {reason}" for path, reason in skipped)
+            log.warning("skipped %d unusable file(s): %s", len(skipped), listing)
+        if not rows:
+            raise UserError(f"no usable image under inputs={args['inputs']}")
+    except UserError as error:
+        print(f"hymtl-predict: error: {error}", file=sys.stderr)
+        return 2
+    out = Path(args.get("out") or Path(args["ckpt"]).expanduser().parent / "predict")
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(rows, out / "predictions.csv")
+    shown = rows[:16]
+    make_prediction_grid(
+        [np.asarray(open_rgb(row["file"])) / 255.0 for row in shown],
+        [None] * len(shown),  # true labels unknown: nothing is marked right or wrong
+        [row["predicted"] for row in shown],
+        [row["probability"] for row in shown],
+        out / "predictions.png",
+        f"predictions of {args['ckpt']}",
+    )
+    print(
+        f"{len(rows)} predictions -> {out / 'predictions.csv'}, grid -> {out / 'predictions.png'}"
+    )
+    return 0
+
+
+def cli() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

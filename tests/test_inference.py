@@ -1,0 +1,64 @@
+"""predict and evaluate reproduce what the training run measured, from its checkpoint alone."""
+
+import csv
+import json
+
+import pytest
+
+from hymtl import evaluate as evaluate_cli
+from hymtl import predict as predict_cli
+from hymtl.train import train
+
+from .conftest import TINY, compose_config
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from hymtl.toydata import make_toy_image_folder
+
+    root = make_toy_image_folder(tmp_path_factory.mktemp("data") / "images")
+    run_dir = tmp_path_factory.mktemp("run")
+    cfg = compose_config(
+        TINY + ["data=imagefolder", f"data.root={root}", "epochs=8", "optimizer.lr=0.01"]
+    )
+    return root, run_dir, train(cfg, run_dir)
+
+
+@pytest.mark.slow
+def test_evaluate_reproduces_the_summary(trained_run, tmp_path, capsys):
+    root, run_dir, summary = trained_run
+    code = evaluate_cli.main([f"ckpt={run_dir}/best.pt", f"data.root={root}", f"out={tmp_path}"])
+    assert code == 0
+    report = json.loads((tmp_path / "evaluation.json").read_text())
+    best = summary["best_model"]
+    assert report["confusion_matrix"] == best["confusion_matrix"]
+    assert report["accuracy"] == pytest.approx(best["accuracy"])
+    assert report["macro"] == pytest.approx(best["macro"])
+    assert "accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_predict_matches_the_runs_val_predictions(trained_run, tmp_path):
+    root, run_dir, _ = trained_run
+    (root / "val" / "ants" / "broken.jpg").write_text("not an image")
+    code = predict_cli.main(
+        [f"ckpt={run_dir}/best.pt", f"inputs={root / 'val'}", f"out={tmp_path}"]
+    )
+    (root / "val" / "ants" / "broken.jpg").unlink()
+    assert code == 0
+    with open(tmp_path / "predictions.csv") as handle:
+        predicted = {row["file"]: row for row in csv.DictReader(handle)}
+    with open(run_dir / "val_predictions.csv") as handle:
+        expected = {row["path"]: row for row in csv.DictReader(handle)}
+    assert set(predicted) == set(expected)  # broken.jpg skipped, every val image predicted
+    for path, row in expected.items():
+        assert predicted[path]["predicted"] == row["pred"]
+        assert float(predicted[path]["probability"]) == pytest.approx(float(row["prob"]), abs=1e-4)
+    assert (tmp_path / "predictions.png").stat().st_size > 1000
+
+
+def test_bad_arguments_are_one_line(tmp_path, capsys):
+    assert predict_cli.main([f"ckpt={tmp_path}/none.pt", "inputs=."]) == 2
+    assert evaluate_cli.main(["ckpt"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and "does not exist" in lines[0] and "key=value" in lines[1]
