@@ -101,22 +101,20 @@ class ReferenceSide:
             [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
         )
         loader = torch.utils.data.DataLoader
-        self.train_batches = forever(
-            loader(
-                datasets.ImageFolder(data / "train", train_tf),
-                batch_size=4,
-                shuffle=True,
-                num_workers=num_workers,
-            )
+        self.train_loader = loader(
+            datasets.ImageFolder(data / "train", train_tf),
+            batch_size=4,
+            shuffle=True,
+            num_workers=num_workers,
         )
-        self.val_batches = forever(
-            loader(
-                datasets.ImageFolder(data / "val", val_tf),
-                batch_size=4,
-                shuffle=False,
-                num_workers=num_workers,
-            )
+        self.val_loader = loader(
+            datasets.ImageFolder(data / "val", val_tf),
+            batch_size=4,
+            shuffle=False,
+            num_workers=num_workers,
         )
+        self.train_batches = forever(self.train_loader)
+        self.val_batches = forever(self.val_loader)
         self.device = device
         self.model = models.resnet18(weights=None)
         self.model.fc = nn.Linear(self.model.fc.in_features, 2)
@@ -202,7 +200,6 @@ class HymtlSide:
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
 
     def train_steps(self, steps: int) -> int:
-        stats_before = self.optimizer.state_dict()["state"]  # noqa: F841  (nothing to reset)
         self.hymtl.train_one_epoch(
             self.step_model,
             _Counted(islice(self.train_batches, steps), self),
@@ -250,7 +247,6 @@ def frozen_comparison(data: Path, device: torch.device, epochs: int) -> float:
     import tempfile
 
     from hydra import compose, initialize_config_module
-    from torch import nn
 
     from hymtl.train import train
 
@@ -258,15 +254,13 @@ def frozen_comparison(data: Path, device: torch.device, epochs: int) -> float:
     for name, param in reference.model.named_parameters():
         param.requires_grad = name.startswith("fc.")
     reference.optimizer = torch.optim.SGD(reference.model.fc.parameters(), lr=0.001, momentum=0.9)
-    n_train, n_val = (len(reference.train_batches.gi_frame.f_locals["loader"]),
-                      len(reference.val_batches.gi_frame.f_locals["loader"]))  # fmt: skip
+    n_train, n_val = len(reference.train_loader), len(reference.val_loader)
     reference_epochs = []
     for _ in range(epochs):
         start = time.perf_counter()
         reference.train_steps(n_train)
         reference.eval_steps(n_val)
         reference_epochs.append(time.perf_counter() - start)
-    del nn
     with tempfile.TemporaryDirectory() as run_dir:
         with initialize_config_module("hymtl.conf", version_base="1.3"):
             cfg = compose("config", overrides=[
