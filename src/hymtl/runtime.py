@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import random
 from pathlib import Path
 
@@ -45,3 +46,22 @@ def to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -
     if channels_last and tensor.dim() == 4:
         return tensor.to(device, non_blocking=True, memory_format=torch.channels_last)
     return tensor.to(device, non_blocking=True)
+
+
+def resolve_threads(threads: int | None) -> int | None:
+    """Torch threads for this job: as configured, or, when Hydra's joblib launcher runs
+    n_jobs jobs side by side, cores // n_jobs so the jobs do not oversubscribe the CPU.
+    None leaves torch's default (all cores)."""
+    if threads:
+        return threads
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if "joblib" not in str(launcher.get("_target_", "")).lower():
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") or 1
+    jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
+    return max(1, cores // jobs)

@@ -134,6 +134,8 @@ class Config:
     # DataLoader workers; null = auto: 0 on CPU (the model needs every core, and images are
     # decoded once at start-up), min(8, cores) on CUDA (keep the GPU fed).
     num_workers: int | None = None
+    # Torch CPU threads; null = torch's default, or cores // n_jobs under the joblib launcher.
+    threads: int | None = None
     precision: Precision = Precision.auto
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU
     compile: bool = (

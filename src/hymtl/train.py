@@ -32,6 +32,7 @@ from hymtl.artifacts import (
     write_plots,
     write_val_predictions,
 )
+from hymtl.callbacks import SweepOutcome
 from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
 from hymtl.data import make_loader
 from hymtl.features import cached_feature_loaders
@@ -43,7 +44,13 @@ from hymtl.resume import (
     restore_rng,
     truncate_metrics,
 )
-from hymtl.runtime import autocast_for, resolve_precision, seed_everything, to_device
+from hymtl.runtime import (
+    autocast_for,
+    resolve_precision,
+    resolve_threads,
+    seed_everything,
+    to_device,
+)
 from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
@@ -137,7 +144,15 @@ def fresh_run_dir(resume: str | None, fresh: str) -> str:
     return fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
 
 
+def sqlite_url(path: str) -> str:
+    """An Optuna storage URL for `path`, creating its folder: the study is opened before Hydra
+    makes the sweep dir, and SQLite cannot create folders."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
 OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
+OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
 
 
 class NonFiniteLoss(UserError):
@@ -167,6 +182,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     precision = resolve_precision(cfg.precision.value, device)
     autocast = autocast_for(device, precision)
     num_workers = resolve_num_workers(cfg.num_workers, device)
+    threads = resolve_threads(cfg.threads)
+    if threads:
+        torch.set_num_threads(threads)
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
@@ -309,9 +327,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     return summary
 
 
-FAILED_JOBS: list[str] = []
-
-
 @hydra.main(version_base="1.3", config_path="pkg://hymtl.conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     """One run (or one job of a sweep); returns the best val accuracy for sweepers. A job that
@@ -336,17 +351,13 @@ def main(cfg: DictConfig) -> float:
     print(f"hymtl: error: {reason}", file=sys.stderr)
     if not in_sweep:
         sys.exit(2)
-    FAILED_JOBS.append(f"{run_dir}: {reason}")
-    return float("nan")
+    return float("nan")  # sweepers (Optuna) see a failed trial; SweepOutcome lists it at the end
 
 
 def cli() -> None:
     """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed."""
     main()
-    if FAILED_JOBS:
-        print(f"hymtl: {len(FAILED_JOBS)} job(s) of the sweep failed:", file=sys.stderr)
-        for line in FAILED_JOBS:
-            print(f"  {line}", file=sys.stderr)
+    if SweepOutcome.failed:
         sys.exit(1)
 
 
