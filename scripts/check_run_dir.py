@@ -10,18 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from hymtl.artifacts import load_checkpoint, read_metrics
-
-ARTIFACTS = [
-    "errors.png",
-    "metrics.csv",
-    "summary.json",
-    "curves.png",
-    "predictions.png",
-    "confusion_matrix.png",
-    "best.pt",
-    "last.pt",
-]
+from hymtl.artifacts import RUN_ARTIFACTS, load_checkpoint, read_metrics
 
 
 def check(
@@ -29,7 +18,7 @@ def check(
 ) -> list[str]:
     problems = [
         f"{name} missing or empty"
-        for name in ARTIFACTS
+        for name in RUN_ARTIFACTS
         if not (run_dir / name).is_file() or (run_dir / name).stat().st_size == 0
     ]
     if problems:

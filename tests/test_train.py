@@ -10,27 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from hymtl.artifacts import load_checkpoint, read_metrics
+from hymtl.artifacts import RUN_ARTIFACTS, load_checkpoint, read_metrics
 from hymtl.train import train
 
 from .conftest import TINY, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
-ARTIFACTS = [
-    "errors.png",
-    "val_predictions.csv",
-    "metrics.csv",
-    "summary.json",
-    "curves.png",
-    "predictions.png",
-    "confusion_matrix.png",
-    "best.pt",
-    "last.pt",
-]
 
 
 def check_run_dir(run_dir: Path, epochs: int) -> dict:
-    for name in ARTIFACTS:
+    for name in RUN_ARTIFACTS:
         assert (run_dir / name).stat().st_size > 0, name
     summary = json.loads((run_dir / "summary.json").read_text())
     rows = read_metrics(run_dir / "metrics.csv")

@@ -24,6 +24,19 @@ from sklearn.metrics import (
 import hymtl
 from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
 
+# Every file a completed run leaves in its directory (besides .hydra/ and train.log).
+RUN_ARTIFACTS = [
+    "metrics.csv",
+    "summary.json",
+    "val_predictions.csv",
+    "curves.png",
+    "confusion_matrix.png",
+    "predictions.png",
+    "errors.png",
+    "best.pt",
+    "last.pt",
+]
+
 METRIC_COLUMNS = [
     "epoch",
     "train_loss",

@@ -28,6 +28,7 @@ from scipy import stats  # noqa: E402
 
 from hymtl import UserError  # noqa: E402
 from hymtl.artifacts import atomic_write, read_metrics  # noqa: E402
+from hymtl.search_report import search_lines  # noqa: E402
 from hymtl.stats import mcnemar, mean_std, t_interval, wilson_interval  # noqa: E402
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
@@ -412,14 +413,20 @@ def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
 
 
 def write_report(
-    runs: list[Run], rows: list[dict], comparisons: list[dict], out_dir: Path, header: list[str]
+    runs: list[Run],
+    rows: list[dict],
+    comparisons: list[dict],
+    out_dir: Path,
+    header: list[str],
+    sweep_dirs: list[Path] = (),
 ) -> Path:
-    """report.md, report.csv and comparison.png in out_dir; returns the path of report.md."""
+    """report.md, report.csv, comparison.png (and search.png for a λ search) in out_dir;
+    returns the path of report.md."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     weights = weight_statistics_by_regularizer(rows)
     lines = header + metrics_lines(rows) + comparison_lines(rows, comparisons)
-    lines += weight_lines(weights)
+    lines += weight_lines(weights) + search_lines(runs, list(sweep_dirs), out_dir)
     lines += problem_lines(runs) + ["", "![comparison](comparison.png)", ""]
-    out_dir.mkdir(parents=True, exist_ok=True)
     plot_comparison(runs, out_dir / "comparison.png")
 
     def write_csv(tmp):
@@ -474,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = summarize_by_regularizer(runs)
         comparisons = compare_with_none(rows)
         header = header_lines(runs, sweep_dirs, command)
-        report = write_report(runs, rows, comparisons, out_dir, header)
+        report = write_report(runs, rows, comparisons, out_dir, header, sweep_dirs)
     except (UserError, OSError) as error:
         print(f"hymtl-report: error: {error}", file=sys.stderr)
         return 2

@@ -312,6 +312,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
 
     summary = build_summary(cfg, plain_config, run_dir, splits, device, precision, best, val)
     summary["final_weights"] = weight_statistics(model)
+    summary["threads"] = torch.get_num_threads()
     summary["seconds_total"] = time.time() - started  # this invocation; epochs: metrics.csv
     summary["resumed_after_epoch"] = resumed["epoch"] if resumed else None
     summary["seconds_per_epoch"] = sum(r["seconds"] for r in metrics.rows) / len(metrics.rows)
@@ -362,4 +363,8 @@ def cli() -> None:
 
 
 if __name__ == "__main__":
-    cli()
+    # Run the copy of this module imported as `hymtl.train`, not this `__main__` one: launchers
+    # that pickle the task function (joblib, submitit) can then refer to it by name.
+    from hymtl.train import cli as importable_cli
+
+    importable_cli()
