@@ -92,6 +92,13 @@ def test_kill_between_metrics_row_and_checkpoint(image_root, tmp_path, reference
     assert_same_run(run_dir, reference_run)
 
 
+def test_batch_larger_than_the_training_set(image_root, tmp_path):
+    cfg = compose_config(SHORT + [f"data.root={image_root}", "batch_size=100"])
+    with pytest.raises(UserError, match="batch_size=100 is larger than the 24 training images"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists()  # caught before any training work
+
+
 def test_resume_needs_a_run_dir(tmp_path):
     with pytest.raises(UserError, match="no last.pt there"):
         train(compose_config([f"resume={tmp_path}"]), None)

@@ -185,10 +185,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     threads = resolve_threads(cfg.threads)
     if threads:
         torch.set_num_threads(threads)
+    # Process-wide switches: set both ways, since sweep jobs can share one process.
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(cfg.deterministic)
+    torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)
     plain_config = to_plain_dict(cfg)
 
