@@ -21,11 +21,12 @@ def effective_lambdas(run) -> tuple[float, float]:
 def search_trials(runs) -> list[dict]:
     """Completed runs of a sweep whose λ varied, best first; [] when λ was fixed."""
     completed = [run for run in runs if run.status == "completed"]
-    trials = [
-        {"run": run, "regularizer": run.regularizer, "accuracy": run.summary["best_val_acc"],
-         "lambda_l1": effective_lambdas(run)[0], "lambda_l2": effective_lambdas(run)[1]}
-        for run in completed
-    ]  # fmt: skip
+    trials = []
+    for run in completed:
+        lambda_l1, lambda_l2 = effective_lambdas(run)
+        accuracy = run.summary["best_model"]["accuracy"]
+        trials.append({"run": run, "regularizer": run.regularizer, "accuracy": accuracy,
+                       "lambda_l1": lambda_l1, "lambda_l2": lambda_l2})  # fmt: skip
     by_regularizer: dict[str, set] = {}
     for trial in trials:
         by_regularizer.setdefault(trial["regularizer"], set()).add(
