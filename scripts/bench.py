@@ -316,6 +316,9 @@ def main() -> int:
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
+        "--frozen", action="store_true", help="time feature-extractor mode (cached vs recomputed)"
+    )
+    parser.add_argument(
         "--num-workers",
         type=int,
         default=4,
