@@ -156,6 +156,7 @@ class HymtlSide:
         from torch import nn
 
         from hymtl import train as hymtl_train
+        from hymtl.config import resolve_num_workers
         from hymtl.data import make_loader
 
         with initialize_config_module("hymtl.conf", version_base="1.3"):
@@ -186,11 +187,12 @@ class HymtlSide:
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.criterion = nn.CrossEntropyLoss()
         pin = device.type == "cuda"
+        workers = resolve_num_workers(cfg.num_workers, device)
         self.train_batches = forever(
-            make_loader(splits.train, cfg.batch_size, cfg.num_workers, True, cfg.seed, pin)
+            make_loader(splits.train, cfg.batch_size, workers, True, cfg.seed, pin)
         )
         self.val_batches = forever(
-            make_loader(splits.val, cfg.batch_size, cfg.num_workers, False, cfg.seed, pin)
+            make_loader(splits.val, cfg.batch_size, workers, False, cfg.seed, pin)
         )
         self.step_model = torch.compile(self.model) if cfg.compile else self.model
 
