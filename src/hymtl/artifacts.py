@@ -99,9 +99,14 @@ def load_checkpoint(path: Path) -> dict:
 
 
 class MetricsLog:
-    """metrics.csv: one row per epoch, flushed to disk as soon as the epoch ends."""
+    """metrics.csv: one row per epoch, flushed to disk as soon as the epoch ends.
+    With path=None only in memory (ranks other than 0 under torchrun)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | None) -> None:
+        self.rows: list[dict] = []
+        self._file = None
+        if path is None:
+            return
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.rows: list[dict] = [] if new else read_metrics(self.path)  # a resumed run's rows
@@ -111,13 +116,15 @@ class MetricsLog:
             self._writer.writeheader()
 
     def append(self, row: dict) -> None:
-        self._writer.writerow({key: row[key] for key in METRIC_COLUMNS})
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._file is not None:
+            self._writer.writerow({key: row[key] for key in METRIC_COLUMNS})
+            self._file.flush()
+            os.fsync(self._file.fileno())
         self.rows.append(row)
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def read_metrics(path: Path) -> list[dict]:

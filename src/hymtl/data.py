@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 from tqdm import tqdm
 
@@ -303,13 +303,21 @@ def seed_worker(worker_id: int) -> None:
 
 
 def make_loader(
-    dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int, pin_memory: bool
+    dataset: Dataset,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    seed: int,
+    pin_memory: bool,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
-    """A seeded DataLoader: same seed, same batches, whatever num_workers is."""
+    """A seeded DataLoader: same seed, same batches, whatever num_workers is. A `sampler`
+    (DistributedSampler under torchrun) does the shuffling instead."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=num_workers,
         pin_memory=pin_memory,

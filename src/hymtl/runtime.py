@@ -50,10 +50,14 @@ def to_device(tensor: torch.Tensor, device: torch.device, channels_last: bool) -
 
 def resolve_threads(threads: int | None) -> int | None:
     """Torch threads for this job: as configured, or, when Hydra's joblib launcher runs
-    n_jobs jobs side by side, cores // n_jobs so the jobs do not oversubscribe the CPU.
+    n_jobs jobs side by side, cores // n_jobs so the jobs do not oversubscribe the CPU; likewise
+    cores // processes under torchrun (which would otherwise leave each process 1 thread).
     None leaves torch's default (all cores)."""
     if threads:
         return threads
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if processes > 1:
+        return max(1, (os.cpu_count() or 1) // processes)
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():

@@ -21,9 +21,11 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from hymtl import UserError
+from hymtl import UserError, distributed
 from hymtl.artifacts import (
     MetricsLog,
     build_summary,
@@ -69,11 +71,12 @@ def train_one_epoch(
     autocast,
     channels_last,
     desc="",
+    progress=True,
 ):
     model.train()
     data_loss_sum = penalty_sum = 0.0
     correct = seen = 0
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None):
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
         images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
         with autocast():
@@ -93,15 +96,15 @@ def train_one_epoch(
         penalty_sum += penalty_value * batch
         correct += (logits.argmax(1) == targets).sum().item()
         seen += batch
-    return {"loss": data_loss_sum / seen, "penalty": penalty_sum / seen, "acc": correct / seen}
+    return {"loss_sum": data_loss_sum, "penalty_sum": penalty_sum, "correct": correct, "seen": seen}
 
 
 @torch.inference_mode()
-def evaluate(model, loader, criterion, device, autocast, channels_last, desc=""):
+def evaluate(model, loader, criterion, device, autocast, channels_last, desc="", progress=True):
     model.eval()
     loss_sum = 0.0
     targets_all, preds_all, probs_all = [], [], []
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None):
+    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
         images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
         with autocast():
@@ -113,9 +116,9 @@ def evaluate(model, loader, criterion, device, autocast, channels_last, desc="")
         probs_all += probs.tolist()
     n = len(targets_all)
     correct = sum(t == p for t, p in zip(targets_all, preds_all))
-    return {
-        "loss": loss_sum / n,
-        "acc": correct / n,
+    return {  # max(n, 1): under torchrun a rank's val shard can be empty
+        "loss": loss_sum / max(n, 1),
+        "acc": correct / max(n, 1),
         "targets": targets_all,
         "preds": preds_all,
         "probs": probs_all,
@@ -140,8 +143,10 @@ def hydra_run_dir() -> Path:
 
 def fresh_run_dir(resume: str | None, fresh: str) -> str:
     """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
-    resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR)."""
-    return fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
+    resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR).
+    Under torchrun, ranks other than 0 get a folder outside it (distributed.hydra_output_dir)."""
+    run_dir = fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
+    return distributed.hydra_output_dir(run_dir)
 
 
 def sqlite_url(path: str) -> str:
@@ -178,7 +183,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     check_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(cfg.device)
+    ranks, device = distributed.start(resolve_device(cfg.device))
+    if ranks.enabled and cfg.model.freeze_backbone:
+        raise UserError(
+            "model.freeze_backbone=true trains only the head, on cached features: run it in one "
+            "process (python -m hymtl.train), not under torchrun"
+        )
     precision = resolve_precision(cfg.precision.value, device)
     autocast = autocast_for(device, precision)
     num_workers = resolve_num_workers(cfg.num_workers, device)
@@ -190,7 +200,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(cfg.deterministic)
     torch.backends.cudnn.benchmark = False
-    seed_everything(cfg.seed)
+    seed_everything(cfg.seed)  # every rank: the same initial weights
     plain_config = to_plain_dict(cfg)
 
     splits = build(cfg.data, seed=cfg.seed, _convert_="all")
@@ -207,6 +217,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     model = build(cfg.model, num_classes=len(classes)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if ranks.enabled:
+        seed_everything(cfg.seed + ranks.rank)  # ... but each rank its own augmentations
     regularizer = build(cfg.regularizer)
     regularizer.attach(model)
     optimizer = build(cfg.optimizer, _convert_="all")(regularizer.param_groups(model))
@@ -220,9 +232,24 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         )
     else:
         pin = device.type == "cuda"
-        train_loader = make_loader(splits.train, cfg.batch_size, num_workers, True, cfg.seed, pin)
-        val_loader = make_loader(splits.val, cfg.batch_size, num_workers, False, cfg.seed, pin)
-        step_model = torch.compile(model) if cfg.compile else model
+        train_sampler = None
+        if ranks.enabled:
+            train_sampler = DistributedSampler(
+                splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
+            )
+        train_loader = make_loader(
+            splits.train, cfg.batch_size, num_workers, True, cfg.seed, pin, train_sampler
+        )
+        val_loader = make_loader(
+            distributed.val_shard(splits.val, ranks), cfg.batch_size, num_workers, False,
+            cfg.seed, pin,
+        )  # fmt: skip
+        step_model = model
+        if ranks.enabled:
+            step_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        step_model = torch.compile(step_model) if cfg.compile else step_model
     channels_last = cfg.channels_last and not cfg.model.freeze_backbone
 
     best = {"val_acc": -1.0, "epoch": 0, "eval": None}
@@ -236,7 +263,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         best = {"val_acc": resumed["best_val_acc"], "epoch": resumed["best_epoch"]}
         best["eval"], val = resumed["best_eval"], resumed["last_eval"]
         start_epoch = resumed["epoch"] + 1
-        truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
+        if ranks.is_main:
+            truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
         restore_rng(resumed["rng"], train_loader.generator)
         log.info("resuming %s after epoch %d", run_dir, resumed["epoch"])
 
@@ -256,30 +284,48 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             "rng": capture_rng(train_loader.generator),
         }
 
+    def save(name: str, epoch: int) -> None:
+        if ranks.is_main:  # the run dir is rank 0's
+            save_checkpoint(run_dir / name, checkpoint(epoch))
+
     if not resumed:  # so that a run killed during its first epoch can be resumed too
-        save_checkpoint(run_dir / "last.pt", checkpoint(0))
-    metrics = MetricsLog(run_dir / "metrics.csv")
+        save("last.pt", 0)
+    metrics = MetricsLog(run_dir / "metrics.csv" if ranks.is_main else None)
+    # Under torchrun the loop evaluates the plain module on its val shard: DDP's forward would
+    # add collectives, and the shards can differ in their number of batches.
+    eval_model = model if ranks.enabled else step_model
+    progress = ranks.is_main
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
     previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     epoch = start_epoch - 1
     try:
-        for epoch in tqdm(range(start_epoch, cfg.epochs + 1), desc="epochs", disable=None):
+        epochs = range(start_epoch, cfg.epochs + 1)
+        for epoch in tqdm(epochs, desc="epochs", disable=None if progress else True):
             epoch_start = time.time()
             lr = optimizer.param_groups[0]["lr"]
             tag = f"epoch {epoch}/{cfg.epochs}"
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch
             train_stats = train_one_epoch(
                 *(step_model, train_loader, criterion, regularizer, optimizer, scaler),
-                *(device, autocast, channels_last, f"{tag} train"),
+                *(device, autocast, channels_last, f"{tag} train", progress),
             )
+            loss_sum, penalty_sum, correct, seen = distributed.sum_across_ranks(
+                [train_stats[k] for k in ("loss_sum", "penalty_sum", "correct", "seen")],
+                *(ranks, device),
+            )
+            distributed.sync_buffers(model, ranks)  # BatchNorm statistics: rank 0's, everywhere
             val = evaluate(
-                step_model, val_loader, criterion, device, autocast, channels_last, f"{tag} val"
+                *(eval_model, val_loader, criterion, device, autocast, channels_last),
+                *(f"{tag} val", progress),
             )
+            val = distributed.gather_evaluation(val, ranks)
             scheduler.step()
             row = {
                 "epoch": epoch,
-                "train_loss": train_stats["loss"],
-                "train_penalty": train_stats["penalty"],
-                "train_acc": train_stats["acc"],
+                "train_loss": loss_sum / seen,
+                "train_penalty": penalty_sum / seen,
+                "train_acc": correct / seen,
                 "val_loss": val["loss"],
                 "val_acc": val["acc"],
                 "lr": lr,
@@ -288,8 +334,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
             metrics.append(row)
             if val["acc"] > best["val_acc"]:
                 best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
-                save_checkpoint(run_dir / "best.pt", checkpoint(epoch))
-            save_checkpoint(run_dir / "last.pt", checkpoint(epoch))
+                save("best.pt", epoch)
+            save("last.pt", epoch)
             log.info(
                 "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f"
                 " | lr %.2g | %.1fs",
@@ -311,7 +357,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         metrics.close()
         signal.signal(signal.SIGTERM, previous_sigterm)
 
+    if not ranks.is_main:
+        return {"status": "completed", "best_val_acc": best["val_acc"], "rank": ranks.rank}
     summary = build_summary(cfg, plain_config, run_dir, splits, device, precision, best, val)
+    summary["world_size"] = ranks.world_size
     summary["final_weights"] = weight_statistics(model)
     summary["threads"] = torch.get_num_threads()
     summary["seconds_total"] = time.time() - started  # this invocation; epochs: metrics.csv
