@@ -203,6 +203,25 @@ def test_frozen_backbone_trains_the_head_on_cached_features(image_root, tmp_path
 
 
 @pytest.mark.slow
+def test_frozen_backbone_without_the_cache_recomputes_it_on_augmented_images(image_root, tmp_path):
+    overrides = ["data=imagefolder", f"data.root={image_root}", "epochs=2", "optimizer.lr=0.05",
+                 "model.freeze_backbone=true", "feature_cache=false"]  # fmt: skip
+    cfg = compose_config(TINY + overrides)
+    torch.manual_seed(cfg.seed)
+    train(cfg, tmp_path / "run")
+    check_run_dir(tmp_path / "run", epochs=2)
+    from hymtl.models import build_model
+
+    torch.manual_seed(cfg.seed)
+    fresh = build_model("resnet18", 2, pretrained=False).state_dict()
+    trained = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert torch.equal(trained["layer1.0.conv1.weight"], fresh["layer1.0.conv1.weight"])
+    assert not torch.equal(trained["fc.weight"], fresh["fc.weight"])
+    # The tutorial's way: the whole model runs in train mode, so BatchNorm statistics move.
+    assert not torch.equal(trained["bn1.running_mean"], fresh["bn1.running_mean"])
+
+
+@pytest.mark.slow
 def test_bf16_run_completes_with_float32_checkpoints(image_root, tmp_path):
     cfg = compose_config(
         TINY + ["data=imagefolder", f"data.root={image_root}", "epochs=1", "precision=bf16"]

@@ -141,6 +141,10 @@ class Config:
     compile: bool = (
         False  # torch.compile the model (pays off only for long runs: ~1 min to compile)
     )
+    # With model.freeze_backbone=true: train the head on backbone features computed once from
+    # un-augmented images (seconds), or, false, run the frozen backbone on augmented images
+    # every epoch like the PyTorch tutorial's fixed feature extractor.
+    feature_cache: bool = True
     # Bitwise-repeatable kernels (torch.use_deterministic_algorithms); slower on CUDA.
     deterministic: bool = False
     # RUN_DIR of an interrupted run: continue it from RUN_DIR/last.pt with its own config.

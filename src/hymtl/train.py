@@ -184,10 +184,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     ranks, device = distributed.start(resolve_device(cfg.device))
-    if ranks.enabled and cfg.model.freeze_backbone:
+    cached_features = cfg.model.freeze_backbone and cfg.feature_cache
+    if ranks.enabled and cached_features:
         raise UserError(
             "model.freeze_backbone=true trains only the head, on cached features: run it in one "
-            "process (python -m hymtl.train), not under torchrun"
+            "process (python -m hymtl.train), or add feature_cache=false under torchrun"
         )
     precision = resolve_precision(cfg.precision.value, device)
     autocast = autocast_for(device, precision)
@@ -225,7 +226,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     scheduler = build(cfg.scheduler)(optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     criterion = nn.CrossEntropyLoss()
-    if cfg.model.freeze_backbone:
+    if cached_features:
         # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
         step_model, train_loader, val_loader = cached_feature_loaders(
             model, splits, cfg.batch_size, num_workers, cfg.seed, device, autocast
@@ -250,7 +251,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         step_model = torch.compile(step_model) if cfg.compile else step_model
-    channels_last = cfg.channels_last and not cfg.model.freeze_backbone
+    channels_last = cfg.channels_last and not cached_features
 
     best = {"val_acc": -1.0, "epoch": 0, "eval": None}
     val = None  # the latest epoch's evaluation
