@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hymtl import UserError
+from hymtl import UserError, distributed
 
 # `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
 ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
@@ -81,3 +82,23 @@ def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
 def to_plain_dict(cfg: DictConfig) -> dict:
     """The resolved config as plain Python types (safe for JSON and weights_only checkpoints)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+# Resolvers used by conf/config.yaml and conf/hparams_search/*.yaml.
+def fresh_run_dir(resume: str | None, fresh: str) -> str:
+    """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
+    resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR).
+    Under torchrun, ranks other than 0 get a folder outside it (distributed.hydra_output_dir)."""
+    run_dir = fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
+    return distributed.hydra_output_dir(run_dir)
+
+
+def sqlite_url(path: str) -> str:
+    """An Optuna storage URL for `path`, creating its folder: the study is opened before Hydra
+    makes the sweep dir, and SQLite cannot create folders."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
+OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)

@@ -19,7 +19,7 @@ from hymtl import UserError
 from hymtl.artifacts import classification_metrics, write_json
 from hymtl.data import ImageListDataset, list_class_files, make_loader, scan_usable
 from hymtl.inference import load_trained_model, parse_key_values
-from hymtl.train import evaluate
+from hymtl.loop import evaluate
 
 log = logging.getLogger("hymtl.evaluate")
 USAGE = "python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR]"

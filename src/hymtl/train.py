@@ -6,7 +6,6 @@ Reads like torchvision's references/classification: train_one_epoch, evaluate, t
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
 import sys
@@ -19,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
@@ -38,6 +37,7 @@ from hymtl.callbacks import SweepOutcome
 from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
 from hymtl.data import make_loader
 from hymtl.features import cached_feature_loaders
+from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
 from hymtl.regularizers import weight_statistics
 from hymtl.resume import (
     capture_rng,
@@ -51,78 +51,12 @@ from hymtl.runtime import (
     resolve_precision,
     resolve_threads,
     seed_everything,
-    to_device,
 )
 from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
 
 register_configs()
-
-
-def train_one_epoch(
-    model,
-    loader,
-    criterion,
-    regularizer,
-    optimizer,
-    scaler,
-    device,
-    autocast,
-    channels_last,
-    desc="",
-    progress=True,
-):
-    model.train()
-    data_loss_sum = penalty_sum = 0.0
-    correct = seen = 0
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
-        images = to_device(images, device, channels_last)
-        targets = targets.to(device, non_blocking=True)
-        with autocast():
-            logits = model(images)
-        data_loss = criterion(logits.float(), targets)
-        penalty = regularizer.penalty()
-        data_loss_value, penalty_value = data_loss.item(), penalty.item()
-        if not math.isfinite(data_loss_value + penalty_value):
-            # Stop before the step: the weights (and last.pt) stay as they were.
-            raise NonFiniteLoss(f"loss became {data_loss_value} (penalty {penalty_value})")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(data_loss + penalty).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        batch = targets.size(0)
-        data_loss_sum += data_loss_value * batch
-        penalty_sum += penalty_value * batch
-        correct += (logits.argmax(1) == targets).sum().item()
-        seen += batch
-    return {"loss_sum": data_loss_sum, "penalty_sum": penalty_sum, "correct": correct, "seen": seen}
-
-
-@torch.inference_mode()
-def evaluate(model, loader, criterion, device, autocast, channels_last, desc="", progress=True):
-    model.eval()
-    loss_sum = 0.0
-    targets_all, preds_all, probs_all = [], [], []
-    for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
-        images = to_device(images, device, channels_last)
-        targets = targets.to(device, non_blocking=True)
-        with autocast():
-            logits = model(images).float()
-        loss_sum += criterion(logits, targets).item() * targets.size(0)
-        probs, preds = logits.softmax(1).max(1)
-        targets_all += targets.tolist()
-        preds_all += preds.tolist()
-        probs_all += probs.tolist()
-    n = len(targets_all)
-    correct = sum(t == p for t, p in zip(targets_all, preds_all))
-    return {  # max(n, 1): under torchrun a rank's val shard can be empty
-        "loss": loss_sum / max(n, 1),
-        "acc": correct / max(n, 1),
-        "targets": targets_all,
-        "preds": preds_all,
-        "probs": probs_all,
-    }
 
 
 def build(node, *args, **kwargs):
@@ -139,29 +73,6 @@ def hydra_run_dir() -> Path:
     if not HydraConfig.initialized():
         raise ValueError("train(cfg) outside the Hydra CLI needs run_dir=")
     return Path(HydraConfig.get().runtime.output_dir)
-
-
-def fresh_run_dir(resume: str | None, fresh: str) -> str:
-    """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
-    resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR).
-    Under torchrun, ranks other than 0 get a folder outside it (distributed.hydra_output_dir)."""
-    run_dir = fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
-    return distributed.hydra_output_dir(run_dir)
-
-
-def sqlite_url(path: str) -> str:
-    """An Optuna storage URL for `path`, creating its folder: the study is opened before Hydra
-    makes the sweep dir, and SQLite cannot create folders."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
-
-
-OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
-OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
-
-
-class NonFiniteLoss(UserError):
-    pass
 
 
 class RunInterrupted(Exception):
