@@ -1,0 +1,35 @@
+"""The comparison scripts in scripts/ on hand-made run dirs: numbers that could be wrong."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def write_summary(folder: Path, seed: int, accuracy: float, regularizer="none", status="completed"):
+    folder.mkdir(parents=True)
+    summary = {"status": status, "best_val_acc": accuracy,
+               "config": {"seed": seed, "regularizer": {"name": regularizer}}}  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary))
+
+
+def test_paired_seeds_pairs_by_seed_and_tests_the_differences(tmp_path):
+    for seed, (fp32, bf16) in enumerate([(0.90, 0.92), (0.80, 0.83), (0.85, 0.86)]):
+        write_summary(tmp_path / "a" / f"run{seed}", seed, fp32)
+        write_summary(tmp_path / "b" / f"run{2 - seed}", seed, bf16)  # order must not matter
+    write_summary(tmp_path / "b" / "l1", 0, 0.10, regularizer="l1")  # filtered out
+    write_summary(tmp_path / "b" / "failed", 7, 0.0, status="failed")  # not counted
+    result = subprocess.run(
+        [sys.executable, SCRIPTS / "paired_seeds.py", "--a", tmp_path / "a", "--b", tmp_path / "b",
+         "--regularizer", "none"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    # differences +2, +3, +1 points: mean 2, sd 1, t = 2/(1/√3) = 3.46 on 2 df -> p = 0.0742
+    assert "| 1 | 80.00 | 83.00 | +3.00 |" in result.stdout
+    assert "| mean ± sd | 85.00 ± 5.00 | 87.00 ± 4.58 | +2.00" in result.stdout
+    p = float(result.stdout.split("p = ")[1].split(";")[0])
+    assert p == pytest.approx(0.0742, abs=5e-4)
