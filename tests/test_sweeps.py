@@ -76,4 +76,5 @@ def test_two_trial_lambda_search_and_its_report(image_root, tmp_path, capsys):
     assert report_main([str(sweep)]) == 0
     report = (sweep / "report.md").read_text()
     assert "## λ search (2 completed trials)" in report and "Optuna's result" in report
+    assert "the `elasticnet` runs differ in λ (a λ search)" in report
     assert (sweep / "search.png").stat().st_size > 1000

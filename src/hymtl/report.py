@@ -28,7 +28,7 @@ from scipy import stats  # noqa: E402
 
 from hymtl import UserError  # noqa: E402
 from hymtl.artifacts import atomic_write, read_metrics  # noqa: E402
-from hymtl.search_report import search_lines  # noqa: E402
+from hymtl.search_report import effective_lambdas, search_lines  # noqa: E402
 from hymtl.stats import mcnemar, mean_std, t_interval, wilson_interval  # noqa: E402
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
@@ -270,8 +270,14 @@ def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str) -> list[
     if len(models) > 1:
         lines.append("- **note:** runs of different models are pooled per regularizer below")
     for name in regularizer_order(run.regularizer for run in completed):
-        seeds = [run.seed for run in completed if run.regularizer == name]
-        if len(set(seeds)) < len(seeds):
+        group = [run for run in completed if run.regularizer == name]
+        seeds = [run.seed for run in group]
+        if len({effective_lambdas(run) for run in group}) > 1:
+            lines.append(
+                f"- **note:** the `{name}` runs differ in λ (a λ search): its pooled rows below "
+                "mix settings, so read the λ search section instead"
+            )
+        elif len(set(seeds)) < len(seeds):
             lines.append(f"- **note:** `{name}` has repeated seeds; pairing by seed uses one each")
     return lines
 
