@@ -2,6 +2,7 @@
 
     python scripts/paired_seeds.py --a runs/fp32_a runs/fp32_b --b runs/study/*_none_* \
         --a-name fp32 --b-name bf16 [--regularizer none]
+    python scripts/paired_seeds.py --a SWEEP --b SWEEP --a-regularizer none --b-regularizer l1
 
 Every summary.json under the --a and --b folders counts; runs are paired by seed (and must be
 completed). Prints a markdown table: best val accuracy per seed, mean ± sd, the mean paired
@@ -44,10 +45,12 @@ def main() -> None:
     parser.add_argument("--a-name", default="a")
     parser.add_argument("--b-name", default="b")
     parser.add_argument("--regularizer", default=None, help="only runs with this regularizer")
+    parser.add_argument("--a-regularizer", default=None, help="... in a (default: --regularizer)")
+    parser.add_argument("--b-regularizer", default=None, help="... in b (default: --regularizer)")
     args = parser.parse_args()
 
-    a = accuracies_by_seed(args.a, args.regularizer)
-    b = accuracies_by_seed(args.b, args.regularizer)
+    a = accuracies_by_seed(args.a, args.a_regularizer or args.regularizer)
+    b = accuracies_by_seed(args.b, args.b_regularizer or args.regularizer)
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
         sys.exit(f"paired_seeds: need >= 2 seeds run in both settings; a has {sorted(a)}, "

@@ -33,3 +33,15 @@ def test_paired_seeds_pairs_by_seed_and_tests_the_differences(tmp_path):
     assert "| mean ± sd | 85.00 ± 5.00 | 87.00 ± 4.58 | +2.00" in result.stdout
     p = float(result.stdout.split("p = ")[1].split(";")[0])
     assert p == pytest.approx(0.0742, abs=5e-4)
+
+
+def test_paired_seeds_compares_two_regularizers_of_one_sweep(tmp_path):
+    for seed, (none, l1) in enumerate([(0.90, 0.50), (0.80, 0.60)]):
+        write_summary(tmp_path / f"none{seed}", seed, none)
+        write_summary(tmp_path / f"l1{seed}", seed, l1, regularizer="l1")
+    result = subprocess.run(
+        [sys.executable, SCRIPTS / "paired_seeds.py", "--a", tmp_path, "--b", tmp_path,
+         "--a-regularizer", "none", "--b-regularizer", "l1"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "| mean ± sd | 85.00 ± 7.07 | 55.00 ± 7.07 | -30.00" in result.stdout
