@@ -311,7 +311,8 @@ def main(cfg: DictConfig) -> float:
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
     run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
     write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
-    print(f"hymtl: error: {reason}", file=sys.stderr)
+    if distributed.launched_ranks().is_main:  # under torchrun every rank fails alike: say it once
+        print(f"hymtl: error: {reason}", file=sys.stderr)
     if not in_sweep:
         sys.exit(2)
     return float("nan")  # sweepers (Optuna) see a failed trial; SweepOutcome lists it at the end
