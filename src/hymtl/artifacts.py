@@ -109,7 +109,8 @@ class MetricsLog:
             return
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
-        self.rows: list[dict] = [] if new else read_metrics(self.path)  # a resumed run's rows
+        if not new:
+            self.rows = read_metrics(self.path)  # a resumed run's rows
         self._file = open(self.path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
         if new:

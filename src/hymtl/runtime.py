@@ -55,9 +55,10 @@ def resolve_threads(threads: int | None) -> int | None:
     None leaves torch's default (all cores)."""
     if threads:
         return threads
+    cores = os.cpu_count() or 1
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if processes > 1:
-        return max(1, (os.cpu_count() or 1) // processes)
+        return max(1, cores // processes)
     from hydra.core.hydra_config import HydraConfig
 
     if not HydraConfig.initialized():
@@ -65,7 +66,6 @@ def resolve_threads(threads: int | None) -> int | None:
     launcher = HydraConfig.get().launcher
     if "joblib" not in str(launcher.get("_target_", "")).lower():
         return None
-    cores = os.cpu_count() or 1
     n_jobs = launcher.get("n_jobs") or 1
     jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
     return max(1, cores // jobs)

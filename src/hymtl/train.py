@@ -295,12 +295,16 @@ def main(cfg: DictConfig) -> float:
     """One run (or one job of a sweep); returns the best val accuracy for sweepers. A job that
     fails leaves its reason in its summary.json and, in a sweep, lets the other jobs go on."""
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    # Under torchrun the run dir and the terminal are rank 0's: the other ranks, which fail
+    # alike, neither write its summary.json nor repeat the message.
+    speaks = distributed.launched_ranks().is_main
+    run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
     try:
         return train(cfg)["best_val_acc"]
     except RunInterrupted as error:
-        run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
-        write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
-        print(f"hymtl: {error}", file=sys.stderr)
+        if speaks:
+            write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
+            print(f"hymtl: {error}", file=sys.stderr)
         sys.exit(130)
     except UserError as error:
         reason = str(error)
@@ -309,9 +313,8 @@ def main(cfg: DictConfig) -> float:
             raise  # a bug, not bad input: the traceback is what a bug report needs
         log.exception("job failed")
         reason = f"{type(error).__name__}: {error}".splitlines()[0]
-    run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
-    write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
-    if distributed.launched_ranks().is_main:  # under torchrun every rank fails alike: say it once
+    if speaks:
+        write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
         print(f"hymtl: error: {reason}", file=sys.stderr)
     if not in_sweep:
         sys.exit(2)
