@@ -137,6 +137,8 @@ class Config:
     # Torch CPU threads; null = torch's default, or cores // n_jobs under the joblib launcher.
     threads: int | None = None
     precision: Precision = Precision.auto
+    # glibc: keep freed memory for reuse instead of page-faulting it back in every step (CPU).
+    reuse_freed_memory: bool = True
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU
     compile: bool = (
         False  # torch.compile the model (pays off only for long runs: ~1 min to compile)

@@ -50,6 +50,7 @@ from hymtl.runtime import (
     autocast_for,
     resolve_precision,
     resolve_threads,
+    reuse_freed_memory,
     seed_everything,
 )
 from hymtl.schema import register_configs
@@ -107,6 +108,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     threads = resolve_threads(cfg.threads)
     if threads:
         torch.set_num_threads(threads)
+    if cfg.reuse_freed_memory and device.type == "cpu":
+        reuse_freed_memory()
     # Process-wide switches: set both ways, since sweep jobs can share one process.
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
