@@ -295,6 +295,10 @@ def sync(device: torch.device) -> None:
 
 def side_process(connection, kind: str, data: str, device_name: str, args: dict) -> None:
     """Child: build one side, then time what the parent asks for, one command at a time."""
+    # A spawned child would start its DataLoader workers by spawn too, re-importing torch in
+    # each of them at every epoch (seconds per epoch); a user's script gets the platform's
+    # default (fork on Linux), so the sides do too.
+    mp.set_start_method(args["start_method"], force=True)
     torch.manual_seed(0)
     device = torch.device(device_name)
     side = (
@@ -379,7 +383,11 @@ def main() -> int:
                 kind,
                 str(args.data),
                 str(device),
-                {"num_workers": args.num_workers, "overrides": overrides},
+                {
+                    "num_workers": args.num_workers,
+                    "overrides": overrides,
+                    "start_method": mp.get_start_method(),
+                },
             ),
             daemon=False,  # sides start their own DataLoader workers
         )
@@ -430,16 +438,9 @@ def main() -> int:
             f"{result['peak_mb']:15.0f} {result['warmup_s']:9.1f}"
         )
     speedup = statistics.median(results[fastest_name]["train"]) / reference
-    per_round = [
-        fast / ref
-        for fast, ref in zip(
-            results[fastest_name]["train"], results["reference (tutorial loop)"]["train"]
-        )
-    ]
-    print(
-        f"train speedup of hymtl fastest per round (machine noise): "
-        f"{' '.join(f'{ratio:.2f}' for ratio in per_round)}"
-    )
+    print("train img/s per round:")
+    for name, result in results.items():
+        print(f"  {name:40} {' '.join(f'{rate:5.1f}' for rate in result['train'])}")
     print(
         f"(of peak: train GFLOP/s achieved / this machine's matmul GFLOP/s at the side's "
         f"precision; warm-up s: the untimed first batches, torch.compile included; "
