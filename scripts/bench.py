@@ -440,7 +440,7 @@ def main() -> int:
     speedup = statistics.median(results[fastest_name]["train"]) / reference
     print("train img/s per round:")
     for name, result in results.items():
-        print(f"  {name:40} {' '.join(f'{rate:5.1f}' for rate in result['train'])}")
+        print(f"  {name:43} {' '.join(f'{rate:5.1f}' for rate in result['train'])}")
     print(
         f"(of peak: train GFLOP/s achieved / this machine's matmul GFLOP/s at the side's "
         f"precision; warm-up s: the untimed first batches, torch.compile included; "

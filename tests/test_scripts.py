@@ -45,3 +45,22 @@ def test_paired_seeds_compares_two_regularizers_of_one_sweep(tmp_path):
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert "| mean ± sd | 85.00 ± 7.07 | 55.00 ± 7.07 | -30.00" in result.stdout
+
+
+def test_step_variants_times_each_variant_and_refuses_unknown_ones(tmp_path):
+    from hymtl.toydata import make_toy_image_folder
+
+    data = make_toy_image_folder(tmp_path / "toy", train_per_class=4, val_per_class=2)
+    run = lambda variants: subprocess.run(  # noqa: E731
+        [sys.executable, str(SCRIPTS / "step_variants.py"), "--data", str(data),
+         "--variants", variants, "--rounds", "2", "--steps", "1"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    result = run("base,fused_sgd")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert set(rows) == {"base", "fused_sgd"}
+    assert float(rows["base"][2]) == 1.0  # the first variant is the yardstick
+    assert float(rows["fused_sgd"][1]) > 0 and len(rows["fused_sgd"]) == 3 + 2  # 2 rounds
+    unknown = run("base,turbo")
+    assert unknown.returncode == 2 and "unknown ['turbo']" in unknown.stderr
