@@ -45,10 +45,8 @@ def build_step(variant: str, torch, model):
 
     if variant == "pure_bf16":
         master = list(model.parameters())
-        low_model = copy.deepcopy(model).to(torch.bfloat16)
+        low_model = copy.deepcopy(model).to(torch.bfloat16)  # starts equal to the master
         low = list(low_model.parameters())
-        with torch.no_grad():
-            torch._foreach_copy_(low, master)
         optimizer = torch.optim.SGD(master, lr=1e-3, momentum=0.9)
 
         def step(images, targets):
