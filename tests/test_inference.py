@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import shutil
 
 import pytest
 
@@ -17,6 +19,9 @@ def trained_run(tmp_path_factory):
     from hymtl.toydata import make_toy_image_folder
 
     root = make_toy_image_folder(tmp_path_factory.mktemp("data") / "images")
+    # A val file whose name is not UTF-8 goes through training, val_predictions.csv and predict.
+    bees = root / "val" / "bees"
+    shutil.copyfile(bees / "bees_0.jpg", os.path.join(os.fsencode(bees), b"bees_\xff.jpg"))
     run_dir = tmp_path_factory.mktemp("run")
     cfg = compose_config(
         TINY + ["data=imagefolder", f"data.root={root}", "epochs=8", "optimizer.lr=0.01"]
@@ -29,8 +34,10 @@ def test_evaluate_reproduces_the_summary(trained_run, tmp_path, capsys):
     root, run_dir, summary = trained_run
     code = evaluate_cli.main([f"ckpt={run_dir}/best.pt", f"data.root={root}", f"out={tmp_path}"])
     assert code == 0
-    report = json.loads((tmp_path / "evaluation.json").read_text())
+    [report_file] = tmp_path.glob("evaluation-val-*.json")
+    report = json.loads(report_file.read_text())
     best = summary["best_model"]
+    assert report["n"] == summary["n_val"] == 13
     assert report["confusion_matrix"] == best["confusion_matrix"]
     assert report["accuracy"] == pytest.approx(best["accuracy"])
     assert report["macro"] == pytest.approx(best["macro"])
@@ -46,11 +53,12 @@ def test_predict_matches_the_runs_val_predictions(trained_run, tmp_path):
     )
     (root / "val" / "ants" / "broken.jpg").unlink()
     assert code == 0
-    with open(tmp_path / "predictions.csv") as handle:
+    with open(tmp_path / "predictions.csv", encoding="utf-8") as handle:
         predicted = {row["file"]: row for row in csv.DictReader(handle)}
-    with open(run_dir / "val_predictions.csv") as handle:
+    with open(run_dir / "val_predictions.csv", encoding="utf-8") as handle:
         expected = {row["path"]: row for row in csv.DictReader(handle)}
     assert set(predicted) == set(expected)  # broken.jpg skipped, every val image predicted
+    assert f"{root}/val/bees/bees_\\xff.jpg" in expected  # the same readable name in both
     for path, row in expected.items():
         assert predicted[path]["predicted"] == row["pred"]
         assert float(predicted[path]["probability"]) == pytest.approx(float(row["prob"]), abs=1e-4)

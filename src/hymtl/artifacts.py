@@ -22,6 +22,7 @@ from sklearn.metrics import (
 )
 
 import hymtl
+from hymtl import display_path
 from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
 
 # Every file a completed run leaves in its directory (besides .hydra/ and train.log).
@@ -74,18 +75,18 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_val_predictions(path: Path, samples, classes, eval_result) -> None:
     """val_predictions.csv: one row per val image (same order as the val split), so two runs can
-    be compared image by image (McNemar) without rerunning them."""
+    be compared image by image (McNemar) without rerunning them. Paths that are not valid UTF-8
+    are written with `\\xNN` escapes (data.display_path), the same text predict writes."""
 
     def write(tmp):
-        with open(tmp, "w", newline="") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(["path", "target", "pred", "prob", "correct"])
             for (file, _), target, pred, prob in zip(
                 samples, eval_result["targets"], eval_result["preds"], eval_result["probs"]
             ):
-                writer.writerow(
-                    [file, classes[target], classes[pred], f"{prob:.6f}", int(target == pred)]
-                )
+                row = [classes[target], classes[pred], f"{prob:.6f}", int(target == pred)]
+                writer.writerow([display_path(file), *row])
 
     atomic_write(path, write)
 

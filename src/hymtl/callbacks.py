@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -9,25 +10,177 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict, read_write
+
+from hymtl import UserError, display_path
+
+
+def task_config(config: DictConfig) -> DictConfig:
+    """The config a job sees: Hydra's composed config without its `hydra` node."""
+    task = copy.deepcopy(config)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def check_run_start(config: DictConfig) -> None:
+    """What train() would refuse, checked before Hydra writes .hydra/ and train.log: the
+    config, the resume target and who owns the run dir. Raises UserError (or NothingToResume)."""
+    from hymtl.config import check_config
+    from hymtl.distributed import launched_ranks
+    from hymtl.resume import load_resume_checkpoint, resumed_config
+    from hymtl.rundir import claim_for_new_run, is_locked, refusal, run_state
+
+    task = task_config(config)
+    check_config(task)
+    if task.resume:
+        checkpoint = load_resume_checkpoint(task.resume)
+        if is_locked(Path(task.resume).expanduser()):
+            raise UserError(refusal(Path(task.resume), run_state(Path(task.resume).expanduser())))
+        resumed_config(checkpoint, task.resume, list(config.hydra.overrides.task), task)
+    elif launched_ranks().is_main:  # other torchrun ranks log outside the run dir
+        claim_for_new_run(Path(config.hydra.run.dir), task.overwrite)
+
+
+class RunStartGuard(Callback):
+    """A refused start (bad config, a run dir that holds another run, resume= of something that
+    is not a run) is one line and leaves every directory as it was: Hydra would otherwise
+    create the run dir and write .hydra/ and train.log into it before hymtl's code runs."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hymtl.distributed import launched_ranks
+        from hymtl.resume import NothingToResume
+
+        speaks = launched_ranks().is_main
+        try:
+            check_run_start(config)
+        except NothingToResume as message:
+            if speaks:
+                print(f"hymtl: {message}", file=sys.stderr)
+            sys.exit(0)
+        except UserError as error:
+            if speaks:
+                print(f"hymtl: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+def basic_sweep_jobs(config: DictConfig) -> list[list[str]]:
+    """The overrides of every job Hydra's basic sweeper will launch, in job-number order
+    (the sweeper's own expansion: its `params` first, then the command line's overrides)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.params or {}).items()]
+    arguments = params + list(config.hydra.overrides.task)
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    return [job for batch in batches for job in batch]
+
+
+def check_sweep_start(config: DictConfig) -> list[str]:
+    """Before a basic sweep launches anything: every job's config is checked, and every job
+    directory that already holds a run is classified. Returns the job dirs of failed runs,
+    whose files go aside so the jobs start again; raises UserError naming every job that
+    cannot run (bad config, a directory holding another config or a running run). Completed
+    and interrupted jobs need nothing here: the job itself keeps or resumes them."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    from hymtl.config import check_config, to_plain_dict
+    from hymtl.rundir import config_differences, run_state, same_config
+
+    loader = GlobalHydra.instance().config_loader()
+    problems, restart = [], []
+    hydra_config = HydraConfig.instance().cfg
+    try:
+        for number, overrides in enumerate(basic_sweep_jobs(config)):
+            job = loader.load_sweep_config(config, list(overrides))
+            with open_dict(job):
+                job.hydra.job.num = job.hydra.job.id = number
+            HydraConfig.instance().set_config(job)  # for ${hydra:...} in the job's subdir
+            job_dir = Path(job.hydra.sweep.dir) / str(job.hydra.sweep.subdir)
+            task = task_config(job)
+            name = f"job {number} ({' '.join(overrides)})"
+            try:
+                check_config(task)
+            except UserError as error:
+                problems.append(f"{name}: {error}")
+                continue
+            state = run_state(job_dir)
+            if state is None:
+                continue
+            config_now = to_plain_dict(task)
+            if state.status == "running":
+                problems.append(f"{name}: {display_path(job_dir)} holds a run still running")
+            elif state.config is None and state.epoch is None:
+                restart.append(job_dir)  # killed before it recorded its config: nothing trained
+            elif not same_config(state.config, config_now):
+                changed = "; ".join(config_differences(state.config or {}, config_now)[:3])
+                problems.append(
+                    f"{name}: {display_path(job_dir)} holds a run with another config ({changed})"
+                )
+            elif state.status == "failed" or state.epoch is None:
+                restart.append(job_dir)
+    finally:
+        HydraConfig.instance().cfg = hydra_config
+    if problems:
+        raise UserError(
+            f"{len(problems)} job(s) of this sweep cannot run: {' | '.join(problems)}; "
+            "fix them, or choose another hydra.sweep.dir="
+        )
+    return restart
+
+
+class SweepStartGuard(Callback):
+    """A sweep re-run into the same directory continues the study: completed jobs with the same
+    config are kept, interrupted or killed ones resume, failed ones start again with their old
+    files moved aside, and a directory holding another config stops the sweep before any job
+    starts. With other sweepers (Optuna) each job does the same checks on its own."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hymtl.rundir import move_aside
+
+        if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+            return
+        try:
+            restart = check_sweep_start(config)
+        except UserError as error:
+            print(f"hymtl: error: {error}", file=sys.stderr)
+            sys.exit(2)
+        for job_dir in restart:
+            moved = move_aside(job_dir)
+            where = display_path(job_dir)
+            print(f"hymtl: {where}: a failed job, started again; old files in {moved}")
 
 
 class SweepOutcome(Callback):
     """After a sweep, in the launching process, list the jobs whose summary.json says failed.
 
     Reading the run dirs (rather than a list kept in memory) works whatever launcher ran the
-    jobs: in-process, joblib workers, submitit locally or on SLURM. `hymtl.train.cli` turns a
-    non-empty list into exit status 1."""
+    jobs: in-process, joblib workers, submitit locally or on SLURM. Jobs refused before they
+    owned a directory (so with no summary to read) are added by jobs run in this process.
+    `hymtl.train.cli` turns a non-empty list into exit status 1."""
 
     failed: list[str] = []
+    failed_here: dict[str, str] = {}  # job dir -> reason, from jobs run in this process
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
         SweepOutcome.failed = []
+        SweepOutcome.failed_here = {}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from hymtl.rundir import REPLACED_PREFIX
+
         sweep_dir = Path(config.hydra.sweep.dir)
+        found = {str(Path(job).resolve()): reason for job, reason in self.failed_here.items()}
         for summary_path in sorted(sweep_dir.glob("**/summary.json")):
+            parts = summary_path.relative_to(sweep_dir).parts
+            if any(part.startswith(REPLACED_PREFIX) or part == "resumed" for part in parts):
+                continue
             if summary_path.stat().st_mtime < self.started:  # an earlier sweep in the same dir
                 continue
             try:
@@ -35,7 +188,8 @@ class SweepOutcome(Callback):
             except (OSError, ValueError):
                 continue
             if summary.get("status") == "failed":
-                SweepOutcome.failed.append(f"{summary_path.parent}: {summary.get('error')}")
+                found[str(summary_path.parent.resolve())] = summary.get("error")
+        SweepOutcome.failed = [f"{job}: {reason}" for job, reason in sorted(found.items())]
         if SweepOutcome.failed:
             print(f"hymtl: {len(SweepOutcome.failed)} job(s) of the sweep failed:", file=sys.stderr)
             for line in SweepOutcome.failed:

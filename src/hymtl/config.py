@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,8 +34,53 @@ def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def unknown_keys(node: DictConfig, path: str = "") -> list[str]:
+    """Keys the schema does not know, with the known key they were probably meant to be.
+    Hydra's `+key=value` adds a key even to a typed node; nothing would ever read it."""
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        return []
+    known = [field.name for field in dataclasses.fields(schema)]
+    found = []
+    for key in node.keys():
+        where = f"{path}{key}"
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), known, n=1)
+            found.append(f"{where}" + (f" (did you mean {path}{guess[0]}?)" if guess else ""))
+        elif isinstance(node._get_node(key), DictConfig):
+            found += unknown_keys(node[key], f"{where}.")
+    return found
+
+
+def non_finite_values(node: Any, path: str = "") -> list[str]:
+    found = []
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            found += non_finite_values(node[key], f"{path}{key}.")
+    elif isinstance(node, ListConfig):
+        for index, value in enumerate(node):
+            found += non_finite_values(value, f"{path}{index}.")
+    elif isinstance(node, float) and not math.isfinite(node):
+        found.append(f"{path.rstrip('.')}={node}")
+    return found
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise UserError with one line for values that cannot work."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        needs_root = "data.root" in missing
+        hint = ": data=imagefolder needs data.root=/path/to/images" if needs_root else ""
+        raise UserError(f"missing value for {', '.join(missing)}{hint}")
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise UserError(
+            f"unknown config key(s): {', '.join(unknown)}; "
+            "`python -m hymtl.train --cfg job` lists every key"
+        )
+    non_finite = non_finite_values(cfg)
+    if non_finite:
+        raise UserError(f"{', '.join(non_finite)}: every number in the config must be finite")
     for where, target in find_targets(cfg):
         if not target.startswith(ALLOWED_TARGET_PREFIXES):
             raise UserError(
@@ -46,17 +94,41 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"batch_size={cfg.batch_size} must be >= 1")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         problems.append(f"num_workers={cfg.num_workers} must be >= 0")
+    if cfg.threads is not None and cfg.threads < 1:
+        problems.append(f"threads={cfg.threads} must be >= 1 (or null for the default)")
+    if not 0 <= cfg.seed < 2**32:
+        problems.append(f"seed={cfg.seed} must be in [0, 2**32)")
+    if cfg.grid_images < 1:
+        problems.append(f"grid_images={cfg.grid_images} must be >= 1")
+    for key in ("image_size", "resize_size"):
+        if cfg.data[key] < 1:
+            problems.append(f"data.{key}={cfg.data[key]} must be >= 1")
+    for key in ("min_colors", "cache_max_mb"):
+        if cfg.data[key] < 0:
+            problems.append(f"data.{key}={cfg.data[key]} must be >= 0")
+    if not 0 < cfg.data.val_fraction < 1:
+        problems.append(f"data.val_fraction={cfg.data.val_fraction} must be between 0 and 1")
+    if cfg.resume and cfg.overwrite:
+        problems.append("resume= continues a run and overwrite=true replaces one; choose one")
     for key in ("lambda_l1", "lambda_l2"):
         if cfg[key] < 0:
             problems.append(f"{key}={cfg[key]} must be >= 0")
     for key in ("l1", "l2", "weight_decay"):
         if cfg.regularizer[key] < 0:
             problems.append(f"regularizer.{key}={cfg.regularizer[key]} must be >= 0")
+    for key in ("momentum", "eps"):
+        if key in cfg.optimizer and cfg.optimizer[key] < 0:
+            problems.append(f"optimizer.{key}={cfg.optimizer[key]} must be >= 0")
     if "lr" in cfg.optimizer and cfg.optimizer.lr <= 0:
         problems.append(f"optimizer.lr={cfg.optimizer.lr} must be > 0")
     if problems:
         raise UserError("; ".join(problems))
-    resolve_device(cfg.device)
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" and cfg.precision.value == "fp16":
+        raise UserError(
+            "precision=fp16 on a CPU has no fast kernels (one ResNet-18 step takes minutes); "
+            "use precision=auto or bf16 (or fp32)"
+        )
 
 
 def resolve_device(name: str) -> torch.device:

@@ -2,27 +2,38 @@
 
     python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path/to/images [split=val] [out=DIR]
 
-Uses the run's own evaluation transform, precision and class names; the split's class folders
-must match the checkpoint's classes. Prints accuracy and macro F1 and writes OUT/evaluation.json
-(the same metrics as summary.json's best_model; OUT defaults to RUN_DIR/evaluate).
+Uses the run's own evaluation transform, precision, class names and rules for unusable files;
+the split's class folders must match the checkpoint's classes. Prints accuracy and macro F1 and
+writes OUT/evaluation-SPLIT-TIME.json, a new file per call (the same metrics as summary.json's
+best_model; OUT defaults to RUN_DIR/evaluate).
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from torch import nn
 
 from hymtl import UserError
 from hymtl.artifacts import classification_metrics, write_json
-from hymtl.data import ImageListDataset, list_class_files, make_loader, scan_usable
+from hymtl.data import (
+    ImageListDataset,
+    display_path,
+    list_class_files,
+    make_loader,
+    scan_usable,
+    warn_skipped,
+)
 from hymtl.inference import load_trained_model, parse_key_values
 from hymtl.loop import evaluate
 
-log = logging.getLogger("hymtl.evaluate")
-USAGE = "python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR]"
+USAGE = (
+    "python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] "
+    "[device=auto]"
+)
 
 
 def evaluate_checkpoint(checkpoint: str, root: str, split: str = "val", device: str = "auto"):
@@ -33,44 +44,54 @@ def evaluate_checkpoint(checkpoint: str, root: str, split: str = "val", device: 
     classes, files = list_class_files(folder)
     if classes != loaded.classes:
         raise UserError(
-            f"{folder} has classes {classes}, the checkpoint was trained on {loaded.classes}"
+            f"{display_path(folder)} has classes {classes}, the checkpoint was trained on "
+            f"{loaded.classes}"
         )
-    min_colors = loaded.config["data"].get("min_colors", 0)
-    samples, skipped = scan_usable(files, classes, min_colors, split)
-    if skipped:
-        log.warning(
-            "skipped %d unusable file(s): %s", len(skipped), "; ".join(p for p, _ in skipped)
-        )
+    samples, skipped = scan_usable(files, classes, loaded.min_colors, split)
+    warn_skipped(skipped)
     if not samples:
-        raise UserError(f"no usable image in {folder}")
+        raise UserError(f"no usable image in {display_path(folder)}")
     dataset = ImageListDataset(samples, classes, loaded.transform)
     loader = make_loader(dataset, 32, 0, False, 0, loaded.device.type == "cuda")
     result = evaluate(
-        loaded.model, loader, nn.CrossEntropyLoss(), loaded.device, loaded.autocast,
-        loaded.channels_last, f"evaluating {split}",
-    )  # fmt: skip
+        loaded.model,
+        loader,
+        nn.CrossEntropyLoss(),
+        device=loaded.device,
+        autocast=loaded.autocast,
+        channels_last=loaded.channels_last,
+        desc=f"evaluating {split}",
+    )
     metrics = classification_metrics(result["targets"], result["preds"], classes)
     return {"checkpoint": str(checkpoint), "folder": str(folder), "loss": result["loss"], **metrics}
+
+
+def report_path(out: Path, split: str) -> Path:
+    """A new file per call, so evaluating again (another split, other data) keeps the earlier
+    reports; microseconds keep two calls in the same second apart."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return out / f"evaluation-{split.replace('/', '_')}-{stamp}.json"
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args = parse_key_values(sys.argv[1:] if argv is None else argv, ("ckpt", "data"), USAGE)
-        root = (args.get("data") or {}).get("root")
-        if not root:
-            raise UserError(f"missing data.root=; usage: {USAGE}")
-        report = evaluate_checkpoint(args["ckpt"], root, args.get("split", "val"),
-                                     args.get("device", "auto"))  # fmt: skip
+        argv = sys.argv[1:] if argv is None else argv
+        args = parse_key_values(argv, ("ckpt", "data.root"), ("split", "out", "device"), USAGE)
+        split = args.get("split") or "val"
+        report = evaluate_checkpoint(
+            args["ckpt"], args["data.root"], split, args.get("device") or "auto"
+        )
     except UserError as error:
         print(f"hymtl-evaluate: error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.get("out") or Path(args["ckpt"]).expanduser().parent / "evaluate")
+    out = Path(args.get("out") or Path(args["ckpt"]).parent / "evaluate").expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "evaluation.json", report)
+    path = report_path(out, split)
+    write_json(path, report)
     print(
-        f"{report['folder']}: {report['n']} images, accuracy {report['accuracy']:.4f}, "
-        f"macro F1 {report['macro']['f1']:.4f} -> {out / 'evaluation.json'}"
+        f"{display_path(report['folder'])}: {report['n']} images, accuracy "
+        f"{report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f} -> {display_path(path)}"
     )
     return 0
 

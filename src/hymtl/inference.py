@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import difflib
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
-from hymtl import UserError
+from hymtl import UserError, display_path
 from hymtl.artifacts import load_checkpoint
 from hymtl.config import resolve_device
-from hymtl.data import eval_transform
+from hymtl.data import eval_transform, is_utf8
 from hymtl.models import build_model
 from hymtl.runtime import autocast_for, resolve_precision
+from hymtl.schema import DataConfig
+
+# What predict and evaluate read from a checkpoint's config, checked before anything is built.
+REQUIRED_DATA_KEYS = ("image_size", "resize_size", "mean", "std")
 
 
 @dataclass
@@ -25,24 +30,74 @@ class LoadedModel:
     device: torch.device
     autocast: object
     channels_last: bool
+    min_colors: int  # training's placeholder rule, so predict and evaluate skip the same files
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line, `Type: message`, cut to a length a terminal line can hold."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def check_checkpoint(checkpoint, where: str) -> None:
+    """Refuse, in one line, a file that loads but is not a checkpoint hymtl.train wrote."""
+    not_ours = f"{where} is not a hymtl checkpoint (best.pt or last.pt of a run)"
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{not_ours}: it holds a {type(checkpoint).__name__}, not a dict")
+    missing = [key for key in ("model", "config", "class_names") if key not in checkpoint]
+    if missing:
+        raise UserError(f"{not_ours}: no {', '.join(missing)} in it")
+    config, classes = checkpoint["config"], checkpoint["class_names"]
+    if not isinstance(config, dict):
+        raise UserError(f"{not_ours}: its config is a {type(config).__name__}, not a dict")
+    model_cfg, data_cfg = config.get("model"), config.get("data")
+    if not isinstance(model_cfg, dict) or not isinstance(model_cfg.get("name"), str):
+        raise UserError(f"{not_ours}: its config has no model.name")
+    if not isinstance(data_cfg, dict) or not set(REQUIRED_DATA_KEYS) <= set(data_cfg):
+        raise UserError(f"{not_ours}: its config.data lacks one of {list(REQUIRED_DATA_KEYS)}")
+    sizes = [data_cfg["image_size"], data_cfg["resize_size"], data_cfg.get("min_colors", 0)]
+    channel_stats = [data_cfg["mean"], data_cfg["std"]]
+    if not all(isinstance(size, int) and size >= 0 for size in sizes) or not all(
+        isinstance(stat, list) and len(stat) == 3 and all(isinstance(v, int | float) for v in stat)
+        for stat in channel_stats
+    ):
+        raise UserError(f"{not_ours}: its config.data sizes, mean or std are not numbers")
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(name, str) and is_utf8(name) for name in classes)
+    ):
+        raise UserError(f"{not_ours}: class_names is not a list of two or more class names")
+    if not isinstance(checkpoint["model"], dict):
+        raise UserError(f"{not_ours}: its model entry is not a state dict")
 
 
 def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -> LoadedModel:
     path = Path(checkpoint_path).expanduser()
+    where = f"ckpt={display_path(checkpoint_path)}"
+    if path.is_dir():
+        raise UserError(f"{where} is a folder; pass the checkpoint file, e.g. {where}/best.pt")
     if not path.is_file():
-        raise UserError(f"ckpt={checkpoint_path} does not exist; pass ckpt=RUN_DIR/best.pt")
+        raise UserError(f"{where} does not exist; pass ckpt=RUN_DIR/best.pt")
     try:
         checkpoint = load_checkpoint(path)
-    except Exception as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise UserError(f"ckpt={checkpoint_path} cannot be loaded safely ({first_line})") from None
-    if not {"model", "config", "class_names"} <= set(checkpoint):
-        raise UserError(f"ckpt={checkpoint_path} is not a hymtl checkpoint (best.pt or last.pt)")
+    except pickle.UnpicklingError as error:  # weights_only=True met an object that could run code
+        raise UserError(f"{where} cannot be loaded safely ({one_line(error)})") from None
+    except Exception as error:  # torch.load raises many types for files it cannot read
+        raise UserError(f"{where} is not a PyTorch checkpoint ({one_line(error)})") from None
+    check_checkpoint(checkpoint, where)
     config, classes = checkpoint["config"], checkpoint["class_names"]
     model_cfg, data_cfg = config["model"], config["data"]
     device = resolve_device(device_name)
     model = build_model(model_cfg["name"], num_classes=len(classes), pretrained=False)
-    model.load_state_dict(checkpoint["model"])
+    try:
+        model.load_state_dict(checkpoint["model"])
+    except RuntimeError as error:  # missing, unexpected or wrongly shaped tensors
+        raise UserError(
+            f"{where}: its weights do not fit model {model_cfg['name']} with {len(classes)} "
+            f"classes ({one_line(error)})"
+        ) from None
     channels_last = bool(config.get("channels_last", False))
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -52,20 +107,43 @@ def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -
         data_cfg["resize_size"], data_cfg["image_size"], data_cfg["mean"], data_cfg["std"]
     )
     return LoadedModel(
-        model, classes, config, transform, device, autocast_for(device, precision), channels_last
+        model,
+        classes,
+        config,
+        transform,
+        device,
+        autocast_for(device, precision),
+        channels_last,
+        # Checkpoints written before min_colors existed were trained with its default.
+        data_cfg.get("min_colors", DataConfig.min_colors),
     )
 
 
-def parse_key_values(argv: list[str], required: tuple[str, ...], usage: str) -> dict:
-    """`key=value` arguments, like the training CLI's overrides."""
+def parse_key_values(
+    argv: list[str], required: tuple[str, ...], optional: tuple[str, ...], usage: str
+) -> dict[str, str]:
+    """`key=value` arguments, like the training CLI's overrides. Keys are kept as written
+    (`data.root`), values stay strings (a path is never read as YAML), and a key outside
+    `required` + `optional` is refused rather than silently ignored."""
     if any(arg in ("-h", "--help") for arg in argv):
         print(f"usage: {usage}")
         raise SystemExit(0)
     bad = [arg for arg in argv if "=" not in arg]
     if bad:
         raise UserError(f"expected key=value arguments, got {bad}; usage: {usage}")
-    values = OmegaConf.to_container(OmegaConf.from_dotlist(argv))
-    missing = [key for key in required if key not in values]
+    allowed = [*required, *optional]
+    values = {}
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean {near[0]}=? " if near else ""
+            raise UserError(
+                f"unknown argument {display_path(key)}=; {hint}"
+                f"allowed: {' '.join(name + '=' for name in allowed)}"
+            )
+        values[key] = value
+    missing = [key for key in required if not values.get(key)]
     if missing:
         raise UserError(f"missing {', '.join(k + '=' for k in missing)}; usage: {usage}")
     return values

@@ -4,7 +4,9 @@
 
 Writes OUT/predictions.csv (file, predicted class, probability, one column per class) and
 OUT/predictions.png (a grid of the first images with their predictions). OUT defaults to
-RUN_DIR/predict. Files that are not usable images are skipped with one warning naming them.
+RUN_DIR/predict. Folders are listed like training's (hidden names ignored, each real
+directory once), and files training would skip (undecodable, or placeholders with fewer than
+the run's data.min_colors colours) are skipped with one warning naming them.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hymtl import UserError
+from hymtl import UserError, display_path
 from hymtl.artifacts import atomic_write
-from hymtl.data import check_image, open_rgb
+from hymtl.data import check_image, open_rgb, walk_files, warn_skipped
 from hymtl.inference import load_trained_model, parse_key_values
 from hymtl.plots import make_prediction_grid
 
-log = logging.getLogger("hymtl.predict")
-USAGE = "python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR]"
+USAGE = (
+    "python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]"
+)
 
 
 def list_inputs(inputs: str | Path) -> list[Path]:
@@ -32,8 +35,10 @@ def list_inputs(inputs: str | Path) -> list[Path]:
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
-    raise UserError(f"inputs={inputs} does not exist; give an image file or a folder of images")
+        return [Path(file) for file in walk_files(path)]
+    raise UserError(
+        f"inputs={display_path(inputs)} does not exist; give an image file or a folder of images"
+    )
 
 
 @torch.inference_mode()
@@ -59,7 +64,7 @@ def predict(loaded, files: list[Path], batch_size: int = 32) -> tuple[list[dict]
         pending.clear()
 
     for file in files:
-        reason, image = check_image(str(file), min_colors=0)
+        reason, image = check_image(str(file), loaded.min_colors)
         if reason:
             skipped.append((str(file), reason))
             continue
@@ -72,11 +77,13 @@ def predict(loaded, files: list[Path], batch_size: int = 32) -> tuple[list[dict]
 
 
 def write_predictions(rows: list[dict], path: Path) -> None:
+    """predictions.csv in UTF-8; file names that are not UTF-8 get `\\xNN` escapes."""
+
     def write(tmp):
-        with open(tmp, "w", newline="") as handle:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({**row, "file": display_path(row["file"])} for row in rows)
 
     atomic_write(path, write)
 
@@ -84,32 +91,30 @@ def write_predictions(rows: list[dict], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args = parse_key_values(sys.argv[1:] if argv is None else argv, ("ckpt", "inputs"), USAGE)
-        loaded = load_trained_model(args["ckpt"], args.get("device", "auto"))
+        argv = sys.argv[1:] if argv is None else argv
+        args = parse_key_values(argv, ("ckpt", "inputs"), ("out", "device"), USAGE)
+        loaded = load_trained_model(args["ckpt"], args.get("device") or "auto")
         rows, skipped = predict(loaded, list_inputs(args["inputs"]))
-        if skipped:
-            listing = "; ".join(f"{path}: {reason}" for path, reason in skipped)
-            log.warning("skipped %d unusable file(s): %s", len(skipped), listing)
+        warn_skipped(skipped)
         if not rows:
-            raise UserError(f"no usable image under inputs={args['inputs']}")
+            raise UserError(f"no usable image under inputs={display_path(args['inputs'])}")
     except UserError as error:
         print(f"hymtl-predict: error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.get("out") or Path(args["ckpt"]).expanduser().parent / "predict")
+    out = Path(args.get("out") or Path(args["ckpt"]).parent / "predict").expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    write_predictions(rows, out / "predictions.csv")
+    csv_path, grid_path = out / "predictions.csv", out / "predictions.png"
+    write_predictions(rows, csv_path)
     shown = rows[:16]
     make_prediction_grid(
         [np.asarray(open_rgb(row["file"])) / 255.0 for row in shown],
         [None] * len(shown),  # true labels unknown: nothing is marked right or wrong
         [row["predicted"] for row in shown],
         [row["probability"] for row in shown],
-        out / "predictions.png",
-        f"predictions of {args['ckpt']}",
+        grid_path,
+        f"predictions of {display_path(args['ckpt'])}",  # matplotlib cannot draw non-UTF-8
     )
-    print(
-        f"{len(rows)} predictions -> {out / 'predictions.csv'}, grid -> {out / 'predictions.png'}"
-    )
+    print(f"{len(rows)} predictions -> {display_path(csv_path)}, grid -> {display_path(grid_path)}")
     return 0
 
 

@@ -59,8 +59,14 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
     for marker in RUN_MARKERS:
         for hit in Path(sweep_dir).glob(f"**/{marker}"):
             found.add(hit.parents[marker.count("/")])
-    # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run.
-    return sorted(path for path in found if "resumed" not in path.relative_to(sweep_dir).parts)
+
+    # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run, and
+    # RUN/replaced-<time>/ an earlier run that overwrite=true or a sweep re-run moved aside.
+    def counted(path: Path) -> bool:
+        parts = path.relative_to(sweep_dir).parts
+        return not any(part == "resumed" or part.startswith("replaced-") for part in parts)
+
+    return sorted(path for path in found if counted(path))
 
 
 def read_config(run_dir: Path, summary: dict) -> dict:

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from hymtl import UserError
+from hymtl import UserError, display_path
 from hymtl.artifacts import METRIC_COLUMNS, atomic_write, load_checkpoint
+from hymtl.rundir import read_summary
 from hymtl.schema import Config
 
 
@@ -43,24 +44,88 @@ def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
     loader_generator.set_state(state["loader"])
 
 
+class NothingToResume(UserError):
+    """resume= of a run that already completed all its epochs: not an error, nothing to do."""
+
+
 def load_resume_checkpoint(run_dir: str | Path) -> dict:
-    path = Path(run_dir).expanduser() / "last.pt"
-    if not path.is_file():
-        raise UserError(f"resume={run_dir}: no last.pt there; give the directory of an earlier run")
+    """RUN_DIR/last.pt, or one line saying why `run_dir` holds no run to resume. Reads only."""
+    path = Path(run_dir).expanduser()
+    shown = display_path(run_dir)
+    if not path.is_dir():
+        what = "does not exist" if not path.exists() else "is not a directory"
+        raise UserError(f"resume={shown} {what}; give the directory of an earlier run")
+    if not (path / "last.pt").is_file():
+        if (path / "multirun.yaml").is_file():
+            raise UserError(
+                f"resume={shown} is a sweep directory, not a run: re-run the same -m command "
+                f"to continue its jobs, or resume one job with resume={shown}/<job>"
+            )
+        runs = sorted(child.name for child in path.iterdir() if (child / "last.pt").is_file())
+        if runs:
+            raise UserError(
+                f"resume={shown} is not a run but holds runs in its sub-folders "
+                f"({', '.join(display_path(name) for name in runs[:3])}); "
+                f"resume={shown}/<one of them>"
+            )
+        raise UserError(f"resume={shown} holds no hymtl run (no last.pt there)")
     try:
-        checkpoint = load_checkpoint(path)
+        checkpoint = load_checkpoint(path / "last.pt")
     except Exception as error:
-        raise UserError(f"resume={run_dir}: last.pt cannot be read ({error})") from None
-    if "rng" not in checkpoint:
-        raise UserError(f"resume={run_dir}: last.pt has no resume state (written by another tool?)")
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"resume={shown}: last.pt cannot be read ({first_line})") from None
+    if not isinstance(checkpoint, dict) or not {"rng", "config", "epoch"} <= set(checkpoint):
+        raise UserError(f"resume={shown}: last.pt has no resume state (written by another tool?)")
     return checkpoint
 
 
-def config_from_checkpoint(checkpoint: dict, run_dir: str | Path) -> DictConfig:
-    """The interrupted run's own config, typed again by the schema."""
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), checkpoint["config"])
-    cfg.resume = str(run_dir)
-    return cfg
+def lookup(config: dict, dotted: str):
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "<absent>"
+        node = node[part]
+    return node
+
+
+def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], cfg) -> DictConfig:
+    """The interrupted run's own config, typed again by the schema, with what this invocation's
+    overrides may change: `epochs=N` at least the run's extends it; an override that would
+    change anything else is refused by name, never silently ignored. `cfg` is the config this
+    invocation composed (its values for the overrides)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    run_config = checkpoint["config"]
+    resumed = OmegaConf.merge(OmegaConf.structured(Config), run_config)
+    resumed.resume = str(run_dir)
+    changed = []
+    new = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    for override in OverridesParser.create().parse_overrides(overrides):
+        key = override.key_or_group
+        if key in ("resume", "overwrite") and not override.is_delete():
+            continue
+        if key == "epochs":
+            if cfg.epochs < run_config["epochs"]:
+                raise UserError(
+                    f"resume={display_path(run_dir)} epochs={cfg.epochs}: the run has "
+                    f"{run_config['epochs']} epochs; resume can extend a run, not shorten it"
+                )
+            resumed.epochs = cfg.epochs
+        elif override.is_delete() or lookup(new, key) != lookup(run_config, key):
+            changed.append(f"{override.input_line} (the run has {lookup(run_config, key)})")
+    if changed:
+        raise UserError(
+            f"resume={display_path(run_dir)} continues a run with its own config; these overrides "
+            f"would change it: {'; '.join(changed)}. Drop them, or start a new run"
+        )
+    if checkpoint["epoch"] >= resumed.epochs and (Path(run_dir) / "summary.json").is_file():
+        summary = read_summary(run_dir) or {}
+        if summary.get("status") == "completed":
+            raise NothingToResume(
+                f"resume={display_path(run_dir)}: the run already completed its {resumed.epochs} "
+                "epochs; nothing to do (add epochs=N to train it further)"
+            )
+    return resumed
 
 
 def truncate_metrics(path: Path, last_epoch: int) -> None:

@@ -151,6 +151,9 @@ class Config:
     deterministic: bool = False
     # RUN_DIR of an interrupted run: continue it from RUN_DIR/last.pt with its own config.
     resume: str | None = None
+    # A new run into a directory that holds another run moves that run's files into
+    # DIR/replaced-<time>/ first, instead of refusing (nothing is deleted).
+    overwrite: bool = False
     # Prediction grid size (images drawn from the val split).
     grid_images: int = 16
 

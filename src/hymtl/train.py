@@ -10,7 +10,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -21,10 +24,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from hymtl import UserError, distributed
+from hymtl import UserError, display_path, distributed
 from hymtl.artifacts import (
     MetricsLog,
     build_summary,
@@ -35,16 +38,31 @@ from hymtl.artifacts import (
 )
 from hymtl.callbacks import SweepOutcome
 from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
-from hymtl.data import make_loader
+from hymtl.data import DataSplits, make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
-from hymtl.regularizers import weight_statistics
+from hymtl.regularizers import Regularizer, weight_statistics
 from hymtl.resume import (
+    NothingToResume,
     capture_rng,
-    config_from_checkpoint,
     load_resume_checkpoint,
     restore_rng,
+    resumed_config,
     truncate_metrics,
+)
+from hymtl.rundir import (
+    ARTIFACT_FILES,
+    FINAL_ARTIFACTS,
+    RunLock,
+    claim_for_new_run,
+    config_differences,
+    move_aside,
+    present_files,
+    read_last_checkpoint,
+    read_summary,
+    refusal,
+    run_state,
+    same_config,
 )
 from hymtl.runtime import (
     autocast_for,
@@ -76,6 +94,11 @@ def hydra_run_dir() -> Path:
     return Path(HydraConfig.get().runtime.output_dir)
 
 
+def hydra_overrides() -> list[str]:
+    """What the user typed (Hydra's task overrides); none when train() is called from code."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
 class RunInterrupted(Exception):
     pass
 
@@ -84,27 +107,54 @@ def raise_keyboard_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
-    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir.
-    With cfg.resume=RUN_DIR, continue that run from RUN_DIR/last.pt, in RUN_DIR."""
-    started = time.time()
-    resumed = load_resume_checkpoint(cfg.resume) if cfg.resume else None
-    if resumed:
-        cfg = config_from_checkpoint(resumed, cfg.resume)
-        run_dir = Path(cfg.resume)
-    check_config(cfg)
-    run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Runtime:
+    """Where and how this process computes: setup_runtime's choices."""
+
+    ranks: distributed.Ranks
+    device: torch.device
+    precision: str
+    autocast: Callable
+    num_workers: int
+
+
+@dataclass
+class Parts:
+    """Everything the epoch loop works with, built from the config by build_parts."""
+
+    splits: DataSplits
+    model: nn.Module
+    regularizer: Regularizer
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    step_model: nn.Module  # what a training step calls: the model, its DDP or compiled wrapper
+    eval_model: nn.Module
+    train_loader: DataLoader
+    val_loader: DataLoader
+    channels_last: bool
+
+
+@dataclass
+class Progress:
+    """What the loop carries from epoch to epoch, and what last.pt saves of it."""
+
+    start_epoch: int = 1
+    epoch: int = 0  # the epoch in flight
+    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None})
+    last_eval: dict | None = None  # the latest epoch's evaluation
+
+
+def setup_runtime(cfg: DictConfig) -> Runtime:
+    """Device, processes, precision, threads and determinism for this run."""
     ranks, device = distributed.start(resolve_device(cfg.device))
-    cached_features = cfg.model.freeze_backbone and cfg.feature_cache
-    if ranks.enabled and cached_features:
+    if ranks.enabled and cfg.model.freeze_backbone and cfg.feature_cache:
         raise UserError(
             "model.freeze_backbone=true trains only the head, on cached features: run it in one "
             "process (python -m hymtl.train), or add feature_cache=false under torchrun"
         )
     precision = resolve_precision(cfg.precision.value, device)
-    autocast = autocast_for(device, precision)
-    num_workers = resolve_num_workers(cfg.num_workers, device)
     threads = resolve_threads(cfg.threads)
     if threads:
         torch.set_num_threads(threads)
@@ -116,10 +166,19 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     torch.use_deterministic_algorithms(cfg.deterministic)
     torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)  # every rank: the same initial weights
-    plain_config = to_plain_dict(cfg)
+    return Runtime(
+        ranks,
+        device,
+        precision,
+        autocast_for(device, precision),
+        resolve_num_workers(cfg.num_workers, device),
+    )
 
+
+def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
+    """Data, model, regularizer, optimizer, scheduler and loaders, as the config says."""
+    ranks, device = runtime.ranks, runtime.device
     splits = build(cfg.data, seed=cfg.seed, _convert_="all")
-    classes = splits.classes
     if cfg.batch_size > len(splits.train):
         raise UserError(
             f"batch_size={cfg.batch_size} is larger than the {len(splits.train)} training images; "
@@ -127,9 +186,13 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
         )
     log.info(
         "data %s: %d train / %d val images, classes %s (%s)",
-        *(splits.root, len(splits.train), len(splits.val), classes, splits.layout),
+        splits.root,
+        len(splits.train),
+        len(splits.val),
+        splits.classes,
+        splits.layout,
     )
-    model = build(cfg.model, num_classes=len(classes)).to(device)
+    model = build(cfg.model, num_classes=len(splits.classes)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if ranks.enabled:
@@ -138,159 +201,358 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict:
     regularizer.attach(model)
     optimizer = build(cfg.optimizer, _convert_="all")(regularizer.param_groups(model))
     scheduler = build(cfg.scheduler)(optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    criterion = nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device.type, enabled=runtime.precision == "fp16")
+    cached_features = cfg.model.freeze_backbone and cfg.feature_cache
     if cached_features:
         # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
         step_model, train_loader, val_loader = cached_feature_loaders(
-            model, splits, cfg.batch_size, num_workers, cfg.seed, device, autocast
+            model,
+            splits,
+            cfg.batch_size,
+            runtime.num_workers,
+            cfg.seed,
+            device,
+            runtime.autocast,
         )
     else:
-        pin = device.type == "cuda"
-        train_sampler = None
-        if ranks.enabled:
-            train_sampler = DistributedSampler(
-                splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
-            )
-        train_loader = make_loader(
-            splits.train, cfg.batch_size, num_workers, True, cfg.seed, pin, train_sampler
-        )
-        val_loader = make_loader(
-            distributed.val_shard(splits.val, ranks), cfg.batch_size, num_workers, False,
-            cfg.seed, pin,
-        )  # fmt: skip
+        train_loader, val_loader = image_loaders(cfg, splits, runtime)
         step_model = model
         if ranks.enabled:
             step_model = DistributedDataParallel(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         step_model = torch.compile(step_model) if cfg.compile else step_model
-    channels_last = cfg.channels_last and not cached_features
-
-    best = {"val_acc": -1.0, "epoch": 0, "eval": None}
-    val = None  # the latest epoch's evaluation
-    start_epoch = 1
-    if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
-        scaler.load_state_dict(resumed["scaler"])
-        best = {"val_acc": resumed["best_val_acc"], "epoch": resumed["best_epoch"]}
-        best["eval"], val = resumed["best_eval"], resumed["last_eval"]
-        start_epoch = resumed["epoch"] + 1
-        if ranks.is_main:
-            truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
-        restore_rng(resumed["rng"], train_loader.generator)
-        log.info("resuming %s after epoch %d", run_dir, resumed["epoch"])
-
-    def checkpoint(epoch: int) -> dict:
-        return {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "best_val_acc": best["val_acc"],
-            "best_epoch": best["epoch"],
-            "best_eval": best["eval"],
-            "last_eval": val,
-            "config": plain_config,
-            "class_names": classes,
-            "rng": capture_rng(train_loader.generator),
-        }
-
-    def save(name: str, epoch: int) -> None:
-        if ranks.is_main:  # the run dir is rank 0's
-            save_checkpoint(run_dir / name, checkpoint(epoch))
-
-    if not resumed:  # so that a run killed during its first epoch can be resumed too
-        save("last.pt", 0)
-    metrics = MetricsLog(run_dir / "metrics.csv" if ranks.is_main else None)
     # Under torchrun the loop evaluates the plain module on its val shard: DDP's forward would
     # add collectives, and the shards can differ in their number of batches.
     eval_model = model if ranks.enabled else step_model
-    progress = ranks.is_main
-    run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
-    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    epoch = start_epoch - 1
-    try:
-        epochs = range(start_epoch, cfg.epochs + 1)
-        for epoch in tqdm(epochs, desc="epochs", disable=None if progress else True):
-            epoch_start = time.time()
-            lr = optimizer.param_groups[0]["lr"]
-            tag = f"epoch {epoch}/{cfg.epochs}"
-            if isinstance(train_loader.sampler, DistributedSampler):
-                train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch
-            train_stats = train_one_epoch(
-                *(step_model, train_loader, criterion, regularizer, optimizer, scaler),
-                *(device, autocast, channels_last, f"{tag} train", progress),
-            )
-            loss_sum, penalty_sum, correct, seen = distributed.sum_across_ranks(
-                [train_stats[k] for k in ("loss_sum", "penalty_sum", "correct", "seen")],
-                *(ranks, device),
-            )
-            distributed.sync_buffers(model, ranks)  # BatchNorm statistics: rank 0's, everywhere
-            val = evaluate(
-                *(eval_model, val_loader, criterion, device, autocast, channels_last),
-                *(f"{tag} val", progress),
-            )
-            val = distributed.gather_evaluation(val, ranks)
-            scheduler.step()
-            row = {
-                "epoch": epoch,
-                "train_loss": loss_sum / seen,
-                "train_penalty": penalty_sum / seen,
-                "train_acc": correct / seen,
-                "val_loss": val["loss"],
-                "val_acc": val["acc"],
-                "lr": lr,
-                "seconds": time.time() - epoch_start,
-            }
-            metrics.append(row)
-            if val["acc"] > best["val_acc"]:
-                best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
-                save("best.pt", epoch)
-            save("last.pt", epoch)
-            log.info(
-                "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f"
-                " | lr %.2g | %.1fs",
-                *(tag, row["train_loss"], row["train_penalty"], row["train_acc"]),
-                *(row["val_loss"], row["val_acc"], lr, row["seconds"]),
-            )
-    except KeyboardInterrupt:
-        done = epoch - 1
-        raise RunInterrupted(
-            f"interrupted during epoch {epoch}; last.pt holds epoch {done}. Resume with: "
-            f"python -m hymtl.train resume={run_dir}"
-        ) from None
-    except NonFiniteLoss as error:
-        raise NonFiniteLoss(
-            f"{error} in epoch {epoch}; last good checkpoint kept: {run_dir}/last.pt "
-            f"(epoch {epoch - 1}); lower optimizer.lr= or the penalty's λ"
-        ) from None
-    finally:
-        metrics.close()
-        signal.signal(signal.SIGTERM, previous_sigterm)
-
-    if not ranks.is_main:
-        return {"status": "completed", "best_val_acc": best["val_acc"], "rank": ranks.rank}
-    summary = build_summary(cfg, plain_config, run_dir, splits, device, precision, best, val)
-    summary["world_size"] = ranks.world_size
-    summary["final_weights"] = weight_statistics(model)
-    summary["threads"] = torch.get_num_threads()
-    summary["seconds_total"] = time.time() - started  # this invocation; epochs: metrics.csv
-    summary["resumed_after_epoch"] = resumed["epoch"] if resumed else None
-    summary["seconds_per_epoch"] = sum(r["seconds"] for r in metrics.rows) / len(metrics.rows)
-    write_val_predictions(
-        run_dir / "val_predictions.csv", splits.val.samples, classes, best["eval"]
+    return Parts(
+        splits=splits,
+        model=model,
+        regularizer=regularizer,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        criterion=nn.CrossEntropyLoss(),
+        step_model=step_model,
+        eval_model=eval_model,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        channels_last=cfg.channels_last and not cached_features,
     )
+
+
+def image_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime):
+    ranks = runtime.ranks
+    pin = runtime.device.type == "cuda"
+    train_sampler = None
+    if ranks.enabled:
+        train_sampler = DistributedSampler(
+            splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
+        )
+    train_loader = make_loader(
+        splits.train, cfg.batch_size, runtime.num_workers, True, cfg.seed, pin, train_sampler
+    )
+    val_shard = distributed.val_shard(splits.val, ranks)
+    val_loader = make_loader(val_shard, cfg.batch_size, runtime.num_workers, False, cfg.seed, pin)
+    return train_loader, val_loader
+
+
+def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Progress:
+    """Put the model, optimizer, scheduler and every random stream back as last.pt left them."""
+    parts.model.load_state_dict(resumed["model"])
+    parts.optimizer.load_state_dict(resumed["optimizer"])
+    parts.scheduler.load_state_dict(resumed["scheduler"])
+    parts.scaler.load_state_dict(resumed["scaler"])
+    best = {
+        "val_acc": resumed["best_val_acc"],
+        "epoch": resumed["best_epoch"],
+        "eval": resumed["best_eval"],
+    }
+    if runtime.ranks.is_main:
+        truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
+    restore_rng(resumed["rng"], parts.train_loader.generator)
+    log.info("resuming %s after epoch %d", display_path(run_dir), resumed["epoch"])
+    return Progress(start_epoch=resumed["epoch"] + 1, best=best, last_eval=resumed["last_eval"])
+
+
+def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
+    return {
+        "model": parts.model.state_dict(),
+        "optimizer": parts.optimizer.state_dict(),
+        "scheduler": parts.scheduler.state_dict(),
+        "scaler": parts.scaler.state_dict(),
+        "epoch": epoch,
+        "best_val_acc": progress.best["val_acc"],
+        "best_epoch": progress.best["epoch"],
+        "best_eval": progress.best["eval"],
+        "last_eval": progress.last_eval,
+        "config": to_plain_dict(cfg),
+        "class_names": parts.splits.classes,
+        "rng": capture_rng(parts.train_loader.generator),
+    }
+
+
+def non_finite_tensor(model: nn.Module) -> str | None:
+    """The name of a weight or buffer holding NaN/inf, if any: such a model is never saved."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            return name
+    return None
+
+
+def fit(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, metrics) -> None:
+    """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint."""
+    ranks, device = runtime.ranks, runtime.device
+    save = ranks.is_main  # the run dir is rank 0's
+    for epoch in tqdm(
+        range(progress.start_epoch, cfg.epochs + 1),
+        desc="epochs",
+        disable=None if ranks.is_main else True,
+    ):
+        progress.epoch, epoch_start = epoch, time.time()
+        lr = parts.optimizer.param_groups[0]["lr"]
+        tag = f"epoch {epoch}/{cfg.epochs}"
+        if isinstance(parts.train_loader.sampler, DistributedSampler):
+            parts.train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch
+        try:
+            train_stats = train_one_epoch(
+                parts.step_model,
+                parts.train_loader,
+                parts.criterion,
+                parts.regularizer,
+                parts.optimizer,
+                parts.scaler,
+                device,
+                runtime.autocast,
+                parts.channels_last,
+                f"{tag} train",
+                ranks.is_main,
+            )
+            bad_tensor = non_finite_tensor(parts.model)
+            if bad_tensor:
+                raise NonFiniteLoss(f"weights became non-finite ({bad_tensor})")
+        except NonFiniteLoss as error:
+            raise NonFiniteLoss(
+                f"{error} in epoch {epoch}; last good checkpoint kept: "
+                f"{display_path(run_dir)}/last.pt (epoch {epoch - 1}); lower optimizer.lr= or the "
+                "penalty's λ"
+            ) from None
+        loss_sum, penalty_sum, correct, seen = distributed.sum_across_ranks(
+            [train_stats[k] for k in ("loss_sum", "penalty_sum", "correct", "seen")],
+            ranks,
+            device,
+        )
+        distributed.sync_buffers(parts.model, ranks)  # BatchNorm statistics: rank 0's
+        val = evaluate(
+            parts.eval_model,
+            parts.val_loader,
+            parts.criterion,
+            device,
+            runtime.autocast,
+            parts.channels_last,
+            f"{tag} val",
+            ranks.is_main,
+        )
+        progress.last_eval = val = distributed.gather_evaluation(val, ranks)
+        parts.scheduler.step()
+        row = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_penalty": penalty_sum / seen,
+            "train_acc": correct / seen,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "lr": lr,
+            "seconds": time.time() - epoch_start,
+        }
+        metrics.append(row)
+        if val["acc"] > progress.best["val_acc"]:
+            progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
+            if save:
+                save_checkpoint(run_dir / "best.pt", make_checkpoint(cfg, parts, progress, epoch))
+        if save:
+            save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, epoch))
+        log.info(
+            "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g | %.1fs",
+            tag,
+            row["train_loss"],
+            row["train_penalty"],
+            row["train_acc"],
+            row["val_loss"],
+            row["val_acc"],
+            lr,
+            row["seconds"],
+        )
+
+
+def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, extra) -> dict:
+    """Predictions, plots, then summary.json last: `completed` means every artifact exists."""
+    summary = build_summary(
+        cfg,
+        to_plain_dict(cfg),
+        run_dir,
+        parts.splits,
+        runtime.device,
+        runtime.precision,
+        progress.best,
+        progress.last_eval,
+    )
+    summary.update(extra)
+    summary["final_weights"] = weight_statistics(parts.model)
+    summary["threads"] = torch.get_num_threads()
+    summary["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
+    write_val_predictions(
+        run_dir / "val_predictions.csv",
+        parts.splits.val.samples,
+        parts.splits.classes,
+        progress.best["eval"],
+    )
+    run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
+    write_plots(summary, rows, parts.splits, progress.last_eval, cfg, run_dir, run_name)
     write_json(run_dir / "summary.json", summary)
-    write_plots(summary, metrics.rows, splits, val, cfg, run_dir, run_name)
+    return summary
+
+
+def train(
+    cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> dict:
+    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir.
+    With cfg.resume=RUN_DIR, continue that run from RUN_DIR/last.pt, in RUN_DIR; `overrides`
+    (default: what was typed on Hydra's command line) may extend it with epochs=N and may
+    change nothing else.
+
+    A new run refuses a run_dir that holds another run's files (cfg.overwrite=true moves them
+    into run_dir/replaced-<time>/). Once the run owns its directory, every way it can end
+    leaves a summary.json saying how: completed, failed (with the reason) or interrupted."""
+    started = time.time()
+    resumed = None
+    if cfg.resume:
+        resumed = load_resume_checkpoint(cfg.resume)
+        typed = hydra_overrides() if overrides is None else overrides
+        cfg = resumed_config(resumed, cfg.resume, typed, cfg)
+        run_dir = Path(cfg.resume).expanduser()
+    check_config(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
+    owner = distributed.launched_ranks().is_main  # under torchrun the run dir is rank 0's
+    if owner and not resumed:
+        # Hydra has already written .hydra/ and train.log of this very run: only hymtl's
+        # artifacts say that another run was here.
+        claim_for_new_run(run_dir, cfg.overwrite, ARTIFACT_FILES)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(run_dir) if owner else None
+    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+    stage, progress = "start-up", Progress()
+    # A resumed run's summary.json still describes it until this invocation changes the run.
+    writes_summary = owner and not resumed
+    try:
+        runtime = setup_runtime(cfg)
+        parts = build_parts(cfg, runtime)
+        if resumed:
+            progress = restore(parts, resumed, run_dir, runtime)
+        elif owner:  # so that a run killed during its first epoch can resume
+            save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, 0))
+        if owner and resumed and (read_summary(run_dir) or {}).get("status") == "completed":
+            # Extending a completed run: its final artifacts describe fewer epochs. Kept aside,
+            # so a run stopped mid-extension never reads as completed.
+            moved = move_aside(run_dir, list(FINAL_ARTIFACTS))
+            log.info("extending a completed run: its final artifacts are now in %s", moved)
+        writes_summary = owner
+        metrics = MetricsLog(run_dir / "metrics.csv" if owner else None)
+        try:
+            stage = "training"
+            fit(cfg, parts, progress, run_dir, runtime, metrics)
+        finally:
+            metrics.close()
+        if not owner:
+            return {"status": "completed", "best_val_acc": progress.best["val_acc"]}
+        stage = "the final artifacts"
+        summary = finish(
+            cfg,
+            parts,
+            progress,
+            run_dir,
+            runtime,
+            metrics.rows,
+            {
+                "world_size": runtime.ranks.world_size,
+                "seconds_total": time.time() - started,  # this invocation; epochs: metrics.csv
+                "resumed_after_epoch": resumed["epoch"] if resumed else None,
+            },
+        )
+    except KeyboardInterrupt:
+        where = f"epoch {progress.epoch}" if stage == "training" else stage
+        error = RunInterrupted(interrupted_message(where, run_dir))
+        if writes_summary:
+            write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
+        raise error from None
+    except Exception as error:
+        if writes_summary:
+            reason = str(error) if isinstance(error, UserError) else one_line(error)
+            write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
+        if lock:
+            lock.release()
     log.info(
         "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
-        *(best["val_acc"], best["epoch"], summary["best_model"]["macro"]["f1"], run_dir),
+        progress.best["val_acc"],
+        progress.best["epoch"],
+        summary["best_model"]["macro"]["f1"],
+        display_path(run_dir),
     )
     return summary
+
+
+def one_line(error: BaseException) -> str:
+    return (f"{type(error).__name__}: {error}".splitlines() or [""])[0]
+
+
+def interrupted_message(stage: str, run_dir: Path) -> str:
+    """What was lost and how to go on, for an interrupt at any stage."""
+    shown = display_path(run_dir)
+    done = read_last_checkpoint(run_dir)
+    if done is None:
+        return (
+            f"interrupted during {stage}, before any training; nothing to resume: run the "
+            f"command again (add overwrite=true to reuse {shown})"
+        )
+    return (
+        f"interrupted during {stage}; last.pt holds epoch {done['epoch']}. "
+        f"Resume with: python -m hymtl.train resume={shown}"
+    )
+
+
+def run_sweep_job(cfg: DictConfig) -> float:
+    """One job of a sweep, in a job dir that may hold this job from an earlier invocation of
+    the same sweep: a completed run with the same config is kept, an interrupted or killed one
+    resumes from its last.pt, a failed one starts again (its files moved aside). A job dir
+    holding another config is refused (the hymtl sweeper refuses it before any job starts)."""
+    job_dir = hydra_run_dir()
+    state = run_state(job_dir, ARTIFACT_FILES)
+    if state is None:
+        return train(cfg)["best_val_acc"]
+    config = to_plain_dict(cfg)
+    if state.status == "running":
+        raise UserError(refusal(job_dir, state))
+    if not same_config(state.config, config):
+        changed = config_differences(state.config or {}, config)[:3]
+        raise UserError(
+            f"{display_path(job_dir)} holds a run with another config ({'; '.join(changed)}); "
+            "choose another hydra.sweep.dir="
+        )
+    if state.status == "completed":
+        log.info("%s: completed earlier with the same config; kept", display_path(job_dir))
+        return float((read_summary(job_dir) or {}).get("best_val_acc", float("nan")))
+    if state.status != "failed" and state.epoch is not None:
+        log.info("%s: %s; resuming it", display_path(job_dir), state.describe())
+        resume_cfg = cfg.copy()
+        resume_cfg.resume = str(job_dir)
+        return train(resume_cfg)["best_val_acc"]
+    moved = move_aside(job_dir, present_files(job_dir, ARTIFACT_FILES))
+    where = display_path(job_dir)
+    log.info("%s: %s; starting again (old files: %s)", where, state.describe(), moved)
+    return train(cfg)["best_val_acc"]
 
 
 @hydra.main(version_base="1.3", config_path="pkg://hymtl.conf", config_name="config")
@@ -298,15 +560,16 @@ def main(cfg: DictConfig) -> float:
     """One run (or one job of a sweep); returns the best val accuracy for sweepers. A job that
     fails leaves its reason in its summary.json and, in a sweep, lets the other jobs go on."""
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
-    # Under torchrun the run dir and the terminal are rank 0's: the other ranks, which fail
-    # alike, neither write its summary.json nor repeat the message.
+    # Under torchrun the terminal is rank 0's: the other ranks, which fail alike, stay quiet.
     speaks = distributed.launched_ranks().is_main
-    run_dir = Path(cfg.resume) if cfg.resume else hydra_run_dir()
     try:
-        return train(cfg)["best_val_acc"]
+        return run_sweep_job(cfg) if in_sweep else train(cfg)["best_val_acc"]
+    except NothingToResume as message:
+        if speaks:
+            print(f"hymtl: {message}", file=sys.stderr)
+        return float("nan")
     except RunInterrupted as error:
         if speaks:
-            write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
             print(f"hymtl: {error}", file=sys.stderr)
         sys.exit(130)
     except UserError as error:
@@ -315,12 +578,12 @@ def main(cfg: DictConfig) -> float:
         if not in_sweep:
             raise  # a bug, not bad input: the traceback is what a bug report needs
         log.exception("job failed")
-        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        reason = one_line(error)
     if speaks:
-        write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
         print(f"hymtl: error: {reason}", file=sys.stderr)
     if not in_sweep:
         sys.exit(2)
+    SweepOutcome.failed_here[str(hydra_run_dir())] = reason
     return float("nan")  # sweepers (Optuna) see a failed trial; SweepOutcome lists it at the end
 
 

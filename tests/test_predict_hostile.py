@@ -1,0 +1,294 @@
+"""predict and evaluate on hostile input: misspelled arguments, malformed checkpoints, the files
+training skips, and names that are not UTF-8. Each refusal is one line, never a traceback.
+
+The checkpoint is built without training (an untrained ResNet-18 saved the way hymtl.train saves
+one): these tests check what is read and skipped, not what is predicted."""
+
+import csv
+import json
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from hymtl import evaluate as evaluate_cli
+from hymtl import predict as predict_cli
+from hymtl.artifacts import save_checkpoint
+from hymtl.inference import load_trained_model
+from hymtl.models import build_model
+
+from .conftest import write_class_images
+
+CLASSES = ["ants", "bees"]
+# The parts of a run's plain config that predict and evaluate read (see hymtl.schema).
+CONFIG = {
+    "model": {"name": "resnet18", "pretrained": False},
+    "data": {
+        "name": "imagefolder",
+        "image_size": 32,
+        "resize_size": 36,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "min_colors": 64,
+    },
+    "precision": "fp32",
+    "channels_last": False,
+}
+
+
+@pytest.fixture(scope="module")
+def weights():
+    torch.manual_seed(0)
+    return build_model("resnet18", num_classes=len(CLASSES), pretrained=False).state_dict()
+
+
+def write_checkpoint(path: Path, weights, config=CONFIG, classes=CLASSES) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, {"model": weights, "config": config, "class_names": classes})
+    return path
+
+
+@pytest.fixture
+def checkpoint(tmp_path, weights) -> Path:
+    return write_checkpoint(tmp_path / "run" / "best.pt", weights)
+
+
+def error_line(capsys, program: str) -> str:
+    """The one line a refusal prints on stderr (asserting it is one line)."""
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"hymtl-{program}: error: ")
+    return line.removeprefix(f"hymtl-{program}: error: ")
+
+
+def read_predictions(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as handle:  # strict: the file must be valid UTF-8
+        return list(csv.DictReader(handle))
+
+
+def placeholder_gif(path: Path) -> None:
+    """Like hymenoptera's imageNotFound.gif: decodable, but a handful of colours."""
+    Image.new("P", (60, 60), color=1).save(path)
+
+
+# ---- arguments -----------------------------------------------------------------------------
+
+
+def test_misspelled_key_is_refused_with_the_near_miss(capsys):
+    assert predict_cli.main(["ckpt=x.pt", "inputs=.", "devise=cpu"]) == 2
+    assert error_line(capsys, "predict") == (
+        "unknown argument devise=; did you mean device=? allowed: ckpt= inputs= out= device="
+    )
+
+
+def test_group_style_argument_after_data_root_is_one_line(capsys):
+    assert evaluate_cli.main(["ckpt=x.pt", "data.root=/x", "data=imagefolder"]) == 2
+    assert error_line(capsys, "evaluate").startswith(
+        "unknown argument data=; did you mean data.root=? allowed: ckpt= data.root= split= out="
+    )
+
+
+def test_evaluate_without_root_names_data_root(capsys):
+    assert evaluate_cli.main(["ckpt=x.pt"]) == 2
+    assert error_line(capsys, "evaluate").startswith("missing data.root=; usage: ")
+
+
+def test_key_with_no_near_miss_lists_the_allowed_ones(capsys):
+    assert predict_cli.main(["ckpt=x.pt", "inputs=.", "batch_size=4"]) == 2
+    assert error_line(capsys, "predict") == (
+        "unknown argument batch_size=; allowed: ckpt= inputs= out= device="
+    )
+
+
+# ---- checkpoints ---------------------------------------------------------------------------
+
+
+def without(mapping: dict, key: str) -> dict:
+    return {k: v for k, v in mapping.items() if k != key}
+
+
+def three_class_weights():
+    return build_model("resnet18", num_classes=3, pretrained=False).state_dict()
+
+
+# name -> (what best.pt holds, or how to make the path; what the one line says)
+MALFORMED = {
+    "a list": (lambda w: [1, 2, 3], "is not a hymtl checkpoint (best.pt or last.pt of a run): it"),
+    "a dict without the keys": (lambda w: {"weights": w}, "no model, config, class_names in it"),
+    "config not a dict": (
+        lambda w: {"model": w, "config": "resnet18", "class_names": CLASSES},
+        "its config is a str, not a dict",
+    ),
+    "config without model": (
+        lambda w: {"model": w, "config": without(CONFIG, "model"), "class_names": CLASSES},
+        "its config has no model.name",
+    ),
+    "config without data": (
+        lambda w: {"model": w, "config": without(CONFIG, "data"), "class_names": CLASSES},
+        "its config.data lacks one of ['image_size', 'resize_size', 'mean', 'std']",
+    ),
+    "data sizes not numbers": (
+        lambda w: {
+            "model": w,
+            "config": {**CONFIG, "data": {**CONFIG["data"], "image_size": "big"}},
+            "class_names": CLASSES,
+        },
+        "its config.data sizes, mean or std are not numbers",
+    ),
+    "class_names with undecodable bytes": (
+        lambda w: {"model": w, "config": CONFIG, "class_names": ["ants", "b\udce9es"]},
+        "class_names is not a list of two or more class names",
+    ),
+    "class_names not strings": (
+        lambda w: {"model": w, "config": CONFIG, "class_names": [0, 1]},
+        "class_names is not a list of two or more class names",
+    ),
+    "weights of another head": (
+        lambda w: {"model": three_class_weights(), "config": CONFIG, "class_names": CLASSES},
+        "its weights do not fit model resnet18 with 2 classes (RuntimeError: Error(s) in loading",
+    ),
+    "weights of another model": (
+        lambda w: {"model": {"w": torch.zeros(2)}, "config": CONFIG, "class_names": CLASSES},
+        'Missing key(s) in state_dict: "conv1.weight"',
+    ),
+}
+
+
+@pytest.mark.parametrize("program", ["predict", "evaluate"])
+@pytest.mark.parametrize("kind", list(MALFORMED))
+def test_malformed_checkpoint_is_one_line(kind, program, weights, image_root, tmp_path, capsys):
+    make, expected = MALFORMED[kind]
+    path = tmp_path / "best.pt"
+    torch.save(make(weights), path)
+    data = f"inputs={image_root}" if program == "predict" else f"data.root={image_root}"
+    cli = predict_cli if program == "predict" else evaluate_cli
+    assert cli.main([f"ckpt={path}", data]) == 2
+    line = error_line(capsys, program)
+    assert line.startswith(f"ckpt={path}") and expected in line
+
+
+class RunsCode:
+    def __reduce__(self):  # unpickling would call print(): weights_only must refuse it
+        return (print, ("unpickled",))
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("text file", "is not a PyTorch checkpoint (IndexError: pop from empty list)"),
+        ("empty file", "is not a PyTorch checkpoint (EOFError)"),
+        (
+            "pickle that runs code",
+            "cannot be loaded safely (UnpicklingError: Weights only load failed.",
+        ),
+        ("folder", "is a folder; pass the checkpoint file, e.g. ckpt="),
+    ],
+)
+def test_file_that_is_no_checkpoint_is_one_line(kind, expected, tmp_path, capsys):
+    path = tmp_path / "best.pt"
+    if kind == "text file":
+        path.write_text("epoch,loss\n1,0.5\n")
+    elif kind == "empty file":
+        path.write_bytes(b"")
+    elif kind == "pickle that runs code":
+        torch.save({"model": RunsCode()}, path)
+    else:
+        path.mkdir()
+    assert predict_cli.main([f"ckpt={path}", f"inputs={tmp_path}"]) == 2
+    assert expected in error_line(capsys, "predict")
+
+
+@pytest.mark.parametrize("stored, expected", [(None, 64), (0, 0), (16, 16)])
+def test_loaded_model_keeps_the_runs_min_colors(stored, expected, tmp_path, weights):
+    data = without(CONFIG["data"], "min_colors")
+    if stored is not None:
+        data["min_colors"] = stored
+    path = write_checkpoint(tmp_path / "best.pt", weights, {**CONFIG, "data": data})
+    assert load_trained_model(path, "cpu").min_colors == expected  # absent: the schema default
+
+
+# ---- predict -------------------------------------------------------------------------------
+
+
+def hostile_inputs(folder: Path) -> list[str]:
+    """4 photos, plus what training would not use: a placeholder GIF, a text file, Jupyter's
+    hidden copies and a symlink loop. Returns the photos' paths."""
+    write_class_images(folder, per_class=2, seed=4)
+    placeholder_gif(folder / "imageNotFound.gif")
+    (folder / "notes.jpg").write_text("not an image")
+    shutil.copytree(folder / "ants", folder / "ants" / ".ipynb_checkpoints")
+    (folder / "bees" / "loop").symlink_to(".")
+    return sorted(str(folder / c / f"{c}_{i}.jpg") for c in ("ants", "bees") for i in range(2))
+
+
+def test_predict_skips_what_training_skips(checkpoint, tmp_path, caplog, capsys):
+    photos = hostile_inputs(tmp_path / "inputs")
+    with caplog.at_level(logging.WARNING):
+        code = predict_cli.main([f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}"])
+    assert code == 0
+    rows = read_predictions(checkpoint.parent / "predict" / "predictions.csv")
+    assert sorted(row["file"] for row in rows) == photos
+    assert {row["predicted"] for row in rows} <= set(CLASSES)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("skipped 2 unusable file(s): ")
+    assert "imageNotFound.gif: fewer than 64 colours" in warning
+    assert "notes.jpg: cannot be decoded" in warning
+    assert capsys.readouterr().out.startswith("4 predictions -> ")
+
+
+def test_predict_with_only_a_placeholder_is_one_line(checkpoint, tmp_path, caplog, capsys):
+    placeholder_gif(tmp_path / "imageNotFound.gif")
+    code = predict_cli.main([f"ckpt={checkpoint}", f"inputs={tmp_path / 'imageNotFound.gif'}"])
+    assert code == 2
+    assert error_line(capsys, "predict") == (
+        f"no usable image under inputs={tmp_path / 'imageNotFound.gif'}"
+    )
+    assert "imageNotFound.gif: fewer than 64 colours" in caplog.text
+
+
+def test_predict_names_that_are_not_utf8(weights, tmp_path, capsys):
+    run_dir = os.fsdecode(os.path.join(os.fsencode(tmp_path), b"run\xe9"))  # Latin-1 "runé"
+    checkpoint = write_checkpoint(Path(run_dir) / "best.pt", weights)
+    inputs = tmp_path / "inputs"
+    write_class_images(inputs, classes=("ants",), per_class=2, seed=6)
+    shutil.copyfile(inputs / "ants" / "ants_0.jpg", os.path.join(os.fsencode(inputs), b"\xff.jpg"))
+    assert predict_cli.main([f"ckpt={checkpoint}", f"inputs={inputs}"]) == 0
+    out = checkpoint.parent / "predict"
+    rows = read_predictions(out / "predictions.csv")
+    assert [row["file"] for row in rows] == [
+        f"{inputs}/\\xff.jpg",
+        f"{inputs}/ants/ants_0.jpg",
+        f"{inputs}/ants/ants_1.jpg",
+    ]
+    assert rows[0]["predicted"] == rows[1]["predicted"]  # the same pixels, the same answer
+    assert (out / "predictions.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    assert f"{tmp_path}/run\\xe9/predict/predictions.csv" in printed
+    printed.encode("utf-8")  # a UTF-8 terminal can show it
+
+
+# ---- evaluate ------------------------------------------------------------------------------
+
+
+def test_evaluate_keeps_every_report(checkpoint, image_root, tmp_path, caplog, capsys):
+    placeholder_gif(image_root / "val" / "ants" / "imageNotFound.gif")
+    shutil.copytree(image_root / "val" / "bees", image_root / "val" / ".ipynb_checkpoints")
+    args = [f"ckpt={checkpoint}", f"data.root={image_root}", f"out={tmp_path / 'out'}"]
+    with caplog.at_level(logging.WARNING):
+        assert evaluate_cli.main(args) == 0
+        assert evaluate_cli.main(args + ["split=train"]) == 0
+        assert evaluate_cli.main(args) == 0
+    reports = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert len(reports) == 3
+    splits = [re.fullmatch(r"evaluation-(\w+)-\d{8}-\d{6}-\d{6}\.json", n)[1] for n in reports]
+    assert splits == ["train", "val", "val"]  # named by split and time, to the microsecond
+    counts = [json.loads((tmp_path / "out" / name).read_text())["n"] for name in reports]
+    assert counts == [24, 12, 12]  # the GIF and the hidden folder are left out
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert sorted(line.rsplit("/", 1)[-1] for line in printed) == reports
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "imageNotFound.gif: fewer than 64 colours" in warnings[0]
