@@ -95,6 +95,36 @@ def test_bad_values_are_one_clear_line(override, message):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["+epoch=3"], "unknown config key(s): epoch (did you mean epochs?)"),
+        (["+optimizer.lrr=0.1"], "optimizer.lrr (did you mean optimizer.lr?)"),
+        (["+data.rooot=/x"], "data.rooot (did you mean data.root?)"),
+        (["+foo.bar=1"], "unknown config key(s): foo;"),
+        (["optimizer.lr=nan"], "optimizer.lr=nan: every number in the config must be finite"),
+        (["lambda_l1=inf"], "lambda_l1=inf: every number"),
+        (["optimizer.momentum=-inf"], "optimizer.momentum=-inf: every number"),
+        (["seed=-1"], "seed=-1 must be in [0, 2**32)"),
+        (["seed=4294967296"], "seed=4294967296 must be in [0, 2**32)"),
+        (["threads=-1"], "threads=-1 must be >= 1"),
+        (["threads=0"], "threads=0 must be >= 1"),
+        (["num_workers=-2"], "num_workers=-2 must be >= 0"),
+        (["optimizer.momentum=-0.5"], "optimizer.momentum=-0.5 must be >= 0"),
+        (["data.val_fraction=1.5"], "data.val_fraction=1.5 must be between 0 and 1"),
+        (["data.image_size=0"], "data.image_size=0 must be >= 1"),
+        (["device=cpu", "precision=fp16"], "precision=fp16 on a CPU has no fast kernels"),
+        (["data=imagefolder"], "missing value for data.root: data=imagefolder needs data.root="),
+        (["resume=/x", "overwrite=true"], "choose one"),
+    ],
+)
+def test_values_that_cannot_work_are_refused_by_name(overrides, message):
+    with pytest.raises(UserError) as info:
+        check_config(compose_config(overrides))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
 def test_cuda_without_cuda(monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(UserError, match="CUDA is not available"):

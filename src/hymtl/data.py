@@ -241,7 +241,8 @@ def scan_usable(
     # is really text), and whatever is left out is named in the warning, never dropped silently.
     candidates = [(path, index) for index, name in enumerate(classes) for path in files[name]]
     skipped = []
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
         checked = list(
             tqdm(
                 pool.map(lambda sample: check_image(sample[0], min_colors), candidates),
@@ -251,6 +252,9 @@ def scan_usable(
                 leave=False,
             )
         )
+    finally:
+        # On Ctrl-C, drop the files not yet started instead of decoding them all first.
+        pool.shutdown(wait=True, cancel_futures=True)
     usable = []
     for sample, (reason, image) in zip(candidates, checked):
         if reason:

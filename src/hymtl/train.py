@@ -589,7 +589,11 @@ def main(cfg: DictConfig) -> float:
 
 def cli() -> None:
     """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed."""
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # before or after a run (composing, launching): nothing to keep
+        print("hymtl: interrupted", file=sys.stderr)
+        sys.exit(130)
     if SweepOutcome.failed:
         sys.exit(1)
 
