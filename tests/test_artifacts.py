@@ -1,7 +1,7 @@
 import pytest
 
 from hymtl.artifacts import MetricsLog, classification_metrics, read_metrics, write_json
-from hymtl.plots import choose_grid_indices
+from hymtl.plots import choose_grid_indices, grid_caption
 
 
 def test_metrics_on_a_known_confusion_matrix():
@@ -48,9 +48,16 @@ def test_json_written_atomically(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
 
 
-def test_grid_shows_errors_and_correct_ones():
-    targets = [0] * 10
-    preds = [0] * 8 + [1, 1]
-    picked = choose_grid_indices(targets, preds, 4)
-    assert {8, 9} <= set(picked) and len(picked) == 4
-    assert len(choose_grid_indices(targets, preds, 16)) == 10
+def test_grid_mix_matches_the_model_per_class_and_correctness():
+    # hymenoptera-sized val split: 70 ants (10 wrong), 83 bees (6 wrong), a 16-image grid.
+    targets = [0] * 70 + [1] * 83
+    preds = [1] * 10 + [0] * 60 + [0] * 6 + [1] * 77
+    picked = choose_grid_indices(targets, preds, 16)
+    assert len(picked) == len(set(picked)) == 16
+    wrong = [i for i in picked if targets[i] != preds[i]]
+    # shares 16·n/153: ants right 6.27, ants wrong 1.05, bees right 8.05, bees wrong 0.63
+    # -> 6, 1, 8 and the one leftover slot to the largest remainder (bees wrong)
+    assert sum(targets[i] == 0 for i in picked) == 7 and len(wrong) == 2
+    assert {targets[i] for i in wrong} == {0, 1}
+    assert choose_grid_indices(targets, preds, 500) == list(range(153))
+    assert "2 wrong shown; the model has 16 errors in 153" in grid_caption(targets, preds, picked)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from hymtl.distributed import Ranks, gather_evaluation, val_shard
 
@@ -28,10 +29,8 @@ def test_gather_evaluation_is_a_no_op_in_one_process():
 def run_training(args, cwd, launcher):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("OMP_NUM_THREADS", None)
-    return subprocess.run(
-        [*launcher, "-m", "hymtl.train", *args, *TINY],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+    command = [*launcher, "-m", "hymtl.train", *args, *TINY]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
 def only_run_dir(outputs):
@@ -45,13 +44,18 @@ def test_torchrun_gloo_two_processes_match_one_process(tmp_path):
     # 48 training images: 6 steps an epoch at the global batch of 8. From scratch, BatchNorm's
     # running statistics need ~40 steps before eval-mode predictions settle.
     image_root = make_toy_image_folder(tmp_path / "images", train_per_class=24)
+    # A placeholder every process skips: the warning must still be printed once.
+    Image.new("RGB", (40, 40), "gray").save(image_root / "train" / "ants" / "placeholder.gif")
     common = ["data=imagefolder", f"data.root={image_root}", "epochs=10", "optimizer.lr=0.01"]
     # Two processes with 4 images per step each = one process with 8 images per step.
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                "--nproc_per_node=2"]  # fmt: skip
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    torchrun.append("--nproc_per_node=2")
     (tmp_path / "ddp").mkdir()
     ddp = run_training([*common, "batch_size=4"], tmp_path / "ddp", torchrun)
     assert ddp.returncode == 0, ddp.stderr[-3000:]
+    console = ddp.stdout + ddp.stderr
+    assert console.count("2 processes x batch 4 = global batch 8") == 1
+    assert console.count("skipped 1 unusable file(s)") == 1
     (tmp_path / "single").mkdir()
     single = run_training([*common, "batch_size=8"], tmp_path / "single", [sys.executable])
     assert single.returncode == 0, single.stderr[-3000:]

@@ -183,31 +183,18 @@ def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, l
     }
 
 
-def write_plots(summary, rows, splits, last_eval, cfg, run_dir: Path, run_name: str) -> None:
+def write_plots(summary, rows, splits, best_eval, cfg, run_dir: Path, run_name: str) -> None:
+    """Curves over all epochs; every per-image picture (confusion matrix, prediction grid, error
+    gallery) from the best epoch's model, the one val_predictions.csv and best.pt hold."""
     plot_curves(rows, run_dir / "curves.png", run_name)
     best = summary["best_model"]
+    which = f"best epoch {summary['best_epoch']} of {len(rows)} (val acc {best['accuracy']:.4f})"
     plot_confusion_matrix(
-        best["confusion_matrix"],
-        summary["classes"],
-        run_dir / "confusion_matrix.png",
-        f"val, best epoch {summary['best_epoch']} (acc {best['accuracy']:.4f})",
+        best["confusion_matrix"], summary["classes"], run_dir / "confusion_matrix.png", which
     )
-    grid_args = (splits.val, splits.classes, last_eval)
+    grid = (splits.val, splits.classes, best_eval)
     mean, std = cfg.data.mean, cfg.data.std
-    write_prediction_grid(
-        *grid_args,
-        cfg.grid_images,
-        mean,
-        std,
-        run_dir / "predictions.png",
-        f"val predictions after epoch {cfg.epochs} (red = wrong) · {run_name}",
-    )
-    write_prediction_grid(
-        *grid_args,
-        8,
-        mean,
-        std,
-        run_dir / "errors.png",
-        f"most confidently wrong val images after epoch {cfg.epochs} · {run_name}",
-        errors_only=True,
-    )
+    title = f"val predictions, {which} (red = wrong) · {run_name}"
+    write_prediction_grid(*grid, cfg.grid_images, mean, std, run_dir / "predictions.png", title)
+    title = f"val errors, {which} · {run_name}"
+    write_prediction_grid(*grid, 8, mean, std, run_dir / "errors.png", title, errors_only=True)

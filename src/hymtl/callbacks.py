@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,20 @@ class RunStartGuard(Callback):
             sys.exit(2)
         except KeyboardInterrupt:
             sys.exit(130)
+
+
+def quiet_third_party_logging() -> None:
+    """A sweep's console is hymtl's and Hydra's: no SQLite-migration chatter from alembic (the
+    Optuna study's storage), and Optuna's own lines through the plain root handler instead of
+    its colour handler, which writes ANSI codes even into files and pipes."""
+    for name in ("alembic", "submitit"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        import optuna.logging
+    except ImportError:
+        return
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
 
 
 def basic_sweep_jobs(config: DictConfig) -> list[list[str]]:
@@ -143,6 +158,7 @@ class SweepStartGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hymtl.rundir import move_aside
 
+        quiet_third_party_logging()
         if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
             return
         try:

@@ -172,5 +172,12 @@ def sqlite_url(path: str) -> str:
     return f"sqlite:///{path}"
 
 
+def job_tag(mode: Any, number: Any, regularizer: str, seed: Any) -> str:
+    """The prefix of every log line of a sweep job (`[job 3 l2 seed=1] `): with the joblib
+    launcher several jobs print at once, and their lines must say whose they are."""
+    return f"[job {number} {regularizer} seed={seed}] " if str(mode).endswith("MULTIRUN") else ""
+
+
 OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
+OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
 OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)

@@ -59,8 +59,9 @@ def start(device: torch.device) -> tuple[Ranks, torch.device]:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
         atexit.register(stop)
     if not ranks.is_main:
-        # One voice: rank 0 logs progress; the others only warn.
-        logging.getLogger("hymtl").setLevel(logging.WARNING)
+        # One voice: rank 0 logs progress and warnings (every rank would repeat the same data
+        # warnings); the others speak only of errors.
+        logging.getLogger("hymtl").setLevel(logging.ERROR)
     return ranks, device
 
 

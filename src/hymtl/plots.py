@@ -10,34 +10,64 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Loss (data loss and penalty) and accuracy per epoch, train and val."""
+    """Loss (data loss and penalty) and accuracy per epoch, train and val. Markers on every
+    point (a 1-epoch run is one point), whole-number epoch ticks, legends below the axes so
+    they never cover a point."""
     epochs = [row["epoch"] for row in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train (data loss)")
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
+    handles = []
     if any(r["train_penalty"] for r in rows):
         ax_pen = ax_loss.twinx()
-        ax_pen.plot(epochs, [r["train_penalty"] for r in rows], "--", color="gray", label="penalty")
+        handles = ax_pen.plot(
+            epochs, [r["train_penalty"] for r in rows], "s--", color="gray", label="penalty"
+        )
         ax_pen.set_ylabel("penalty (gray, dashed)")
     ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    ax_loss.legend(loc="upper left")
+    legend_below(ax_loss, extra=handles)
     ax_acc.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train")
     ax_acc.plot(epochs, [r["val_acc"] for r in rows], "o-", label="val")
     best = max(rows, key=lambda r: r["val_acc"])
-    ax_acc.axvline(best["epoch"], color="gray", lw=0.8, ls=":")
+    best_label = f"best (epoch {best['epoch']})"
+    ax_acc.axvline(best["epoch"], color="gray", lw=0.8, ls=":", label=best_label)
     ax_acc.set(
         xlabel="epoch", ylabel="accuracy", title=f"accuracy (best val {best['val_acc']:.4f})"
     )
-    ax_acc.legend(loc="lower right")
+    legend_below(ax_acc)
+    for ax in (ax_loss, ax_acc):
+        whole_epochs(ax, epochs)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def whole_epochs(ax, epochs: list[int]) -> None:
+    """Epoch ticks at whole numbers only, with a margin so a single epoch is not at the edge."""
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+
+
+def legend_below(ax, extra=()) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    handles += list(extra)
+    labels += [handle.get_label() for handle in extra]
+    ax.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.14),
+        ncol=len(handles),
+        frameon=False,
+        fontsize=9,
+    )
 
 
 def plot_confusion_matrix(
@@ -52,15 +82,35 @@ def plot_confusion_matrix(
 
 
 def choose_grid_indices(targets: list[int], preds: list[int], count: int) -> list[int]:
-    """Up to half the grid for errors (they are what people look for), the rest correct ones,
-    spread evenly over the split so the picks do not depend on file order alone."""
-    wrong = [i for i, (t, p) in enumerate(zip(targets, preds)) if t != p]
-    right = [i for i, (t, p) in enumerate(zip(targets, preds)) if t == p]
-    take_wrong = wrong[: max(count // 2, count - len(right))]
-    take_right_n = min(len(right), count - len(take_wrong))
-    step = len(right) / take_right_n if take_right_n else 1
-    take_right = [right[int(k * step)] for k in range(take_right_n)]
-    return sorted(take_wrong + take_right)
+    """`count` val images whose mix matches the model's: each (true class, right or wrong) cell
+    gets its share of the grid (largest remainders first), picked evenly over the cell, so the
+    grid's share of errors is the model's and no class is left out by file order."""
+    n = len(targets)
+    if count >= n:
+        return list(range(n))
+    cells: dict[tuple[int, bool], list[int]] = {}
+    for index, (target, pred) in enumerate(zip(targets, preds)):
+        cells.setdefault((target, target == pred), []).append(index)
+    quota = {cell: count * len(members) / n for cell, members in cells.items()}
+    take = {cell: int(share) for cell, share in quota.items()}
+    by_remainder = sorted(cells, key=lambda cell: (take[cell] - quota[cell], cell))
+    for cell in by_remainder[: count - sum(take.values())]:
+        take[cell] += 1
+    picked = []
+    for cell, members in cells.items():
+        step = len(members) / take[cell] if take[cell] else 0
+        picked += [members[int(step * k + step / 2)] for k in range(take[cell])]
+    return sorted(picked)
+
+
+def grid_caption(targets: list[int], preds: list[int], indices: list[int]) -> str:
+    """How the grid was chosen, and how it compares with the whole split."""
+    errors = sum(t != p for t, p in zip(targets, preds))
+    shown = sum(targets[i] != preds[i] for i in indices)
+    return (
+        f"{len(indices)} of {len(targets)} val images, sampled per class and right/wrong: "
+        f"{shown} wrong shown; the model has {errors} errors in {len(targets)}"
+    )
 
 
 def make_prediction_grid(
@@ -84,7 +134,10 @@ def make_prediction_grid(
         return
     cols = min(4, max(count, 1))
     rows = max(1, -(-count // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    # Constrained layout makes room for each two-line caption between the rows.
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3 * cols, 3.4 * rows + 0.6), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, true, pred, prob in zip(
@@ -108,8 +161,7 @@ def make_prediction_grid(
             for spine in ax.spines.values():
                 spine.set_edgecolor("red")
                 spine.set_linewidth(3)
-    fig.suptitle(title or "val predictions (red = wrong)")
-    fig.tight_layout()
+    fig.suptitle(title or "val predictions (red = wrong)", fontsize=10)
     fig.savefig(path, dpi=72)
     plt.close(fig)
 
@@ -122,13 +174,17 @@ def most_confident_errors(targets, preds, probs, count: int) -> list[int]:
 def write_prediction_grid(
     val_dataset, classes, eval_result, count, mean, std, path, title, errors_only=False
 ) -> None:
-    """Draw `count` val images with their predictions: a mix chosen by choose_grid_indices, or
-    (errors_only) the most confidently wrong ones."""
+    """Draw `count` val images with their predictions: a sample whose mix matches the model's
+    (choose_grid_indices; the caption says how it was chosen), or (errors_only) the most
+    confidently wrong ones."""
     targets, preds = eval_result["targets"], eval_result["preds"]
     if errors_only:
         indices = most_confident_errors(targets, preds, eval_result["probs"], count)
+        errors = sum(t != p for t, p in zip(targets, preds))
+        title = f"{title}\nthe {len(indices)} most confidently wrong of {errors} errors"
     else:
         indices = choose_grid_indices(targets, preds, count)
+        title = f"{title}\n{grid_caption(targets, preds, indices)}"
     mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
     images = [
         (val_dataset[i][0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in indices

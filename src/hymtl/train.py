@@ -192,6 +192,13 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
         splits.classes,
         splits.layout,
     )
+    if ranks.enabled:
+        log.info(
+            "%d processes x batch %d = global batch %d",
+            ranks.world_size,
+            cfg.batch_size,
+            ranks.world_size * cfg.batch_size,
+        )
     model = build(cfg.model, num_classes=len(splits.classes)).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -408,7 +415,7 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
         progress.best["eval"],
     )
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
-    write_plots(summary, rows, parts.splits, progress.last_eval, cfg, run_dir, run_name)
+    write_plots(summary, rows, parts.splits, progress.best["eval"], cfg, run_dir, run_name)
     write_json(run_dir / "summary.json", summary)
     return summary
 
