@@ -71,21 +71,46 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{final} does not exist", file=sys.stderr)
         return 1
 
+    # The download goes to a temporary folder inside dest (the final rename stays on one file
+    # system), so dest must exist first; folders made here are removed again on failure, so a
+    # failed download leaves nothing behind.
+    created = [folder for folder in (args.dest, *args.dest.parents) if not folder.exists()]
     args.dest.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=args.dest) as tmp:
+    try:
+        count = fetch_and_verify(args.url, args.dest, final)
+    finally:
+        for folder in created:  # deepest first
+            if final.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+    if count is None:
+        return 1
+    print(f"{final}: {count} files, verified")
+    return 0
+
+
+def fetch_and_verify(url: str, dest: Path, final: Path) -> int | None:
+    """Download, extract and verify into final; the file count, or None after saying why."""
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
         archive = Path(tmp) / "hymenoptera_data.zip"
         try:
-            download(args.url, archive)
+            download(url, archive)
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             print(
-                f"could not download {args.url} ({reason}); offline? copy the dataset by other "
+                f"could not download {url} ({reason}); offline? copy the dataset by other "
                 "means and pass data.root=/path/to/hymenoptera_data",
                 file=sys.stderr,
             )
-            return 1
-        with zipfile.ZipFile(archive) as zipped:
-            zipped.extractall(tmp)
+            return None
+        try:
+            with zipfile.ZipFile(archive) as zipped:
+                zipped.extractall(tmp)
+        except zipfile.BadZipFile as error:
+            print(
+                f"downloaded {url} is not a usable zip ({error}); nothing was kept", file=sys.stderr
+            )
+            return None
         extracted = Path(tmp) / "hymenoptera_data"
         shutil.rmtree(Path(tmp) / "__MACOSX", ignore_errors=True)
         digest, count = tree_digest(extracted)
@@ -95,10 +120,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"expected {FILE_COUNT} files, {TREE_SHA256[:12]}…); nothing was kept",
                 file=sys.stderr,
             )
-            return 1
+            return None
         extracted.rename(final)
-    print(f"{final}: {count} files, verified")
-    return 0
+    return count
 
 
 if __name__ == "__main__":

@@ -6,35 +6,49 @@
 
 Every summary.json under the --a and --b folders counts; runs are paired by seed (and must be
 completed). Prints a markdown table: best val accuracy per seed, mean ± sd, the mean paired
-difference b - a with its 95% t-interval, and the paired t-test p-value.
+difference b - a with its 95% t-interval, and the paired t-test p-value (hymtl.stats, the same
+test and formatting as hymtl.report).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
-from scipy import stats
-
-from hymtl.stats import t_interval
+from hymtl.stats import mean_std, p_text, paired_t_test, percent, percent_mean_std
 
 
-def accuracies_by_seed(folders: list[str], regularizer: str | None) -> dict[int, float]:
-    found: dict[int, float] = {}
+def accuracies_by_seed(folders: list[str], regularizer: str | None, side: str) -> dict[int, float]:
+    """Best val accuracy per seed of the completed runs under folders (of one regularizer).
+    A seed found twice is an error: which of the two runs to pair is not ours to guess."""
+    runs = []  # (seed, regularizer, accuracy, run dir)
     for folder in folders:
         for path in sorted(Path(folder).glob("**/summary.json")):
             summary = json.loads(path.read_text())
             if summary.get("status") != "completed":
                 continue
             config = summary["config"]
-            if regularizer and config["regularizer"]["name"] != regularizer:
-                continue
-            if config["seed"] in found:
-                sys.exit(f"paired_seeds: seed {config['seed']} twice (again in {path.parent})")
-            found[config["seed"]] = summary["best_val_acc"]
+            name = config["regularizer"]["name"]
+            runs.append((config["seed"], name, summary["best_val_acc"], path.parent))
+    found: dict[int, float] = {}
+    first_dir: dict[int, Path] = {}
+    for seed, name, accuracy, run_dir in runs:
+        if regularizer and name != regularizer:
+            continue
+        if seed in found:
+            message = (
+                f"paired_seeds: seed {seed} twice in --{side} ({first_dir[seed]} and {run_dir})"
+            )
+            names = sorted({name for _, name, _, _ in runs})
+            if regularizer is None and len(names) > 1:
+                message += (
+                    f"; its runs have regularizers {', '.join(names)}: choose one with "
+                    f"--regularizer NAME, or one per side with --a-regularizer/--b-regularizer"
+                )
+            sys.exit(message)
+        found[seed], first_dir[seed] = accuracy, run_dir
     return found
 
 
@@ -49,31 +63,32 @@ def main() -> None:
     parser.add_argument("--b-regularizer", default=None, help="... in b (default: --regularizer)")
     args = parser.parse_args()
 
-    a = accuracies_by_seed(args.a, args.a_regularizer or args.regularizer)
-    b = accuracies_by_seed(args.b, args.b_regularizer or args.regularizer)
+    a = accuracies_by_seed(args.a, args.a_regularizer or args.regularizer, "a")
+    b = accuracies_by_seed(args.b, args.b_regularizer or args.regularizer, "b")
     seeds = sorted(set(a) & set(b))
     if len(seeds) < 2:
-        sys.exit(f"paired_seeds: need >= 2 seeds run in both settings; a has {sorted(a)}, "
-                 f"b has {sorted(b)}")  # fmt: skip
+        sys.exit(
+            f"paired_seeds: need >= 2 seeds run in both settings; a has {sorted(a)}, "
+            f"b has {sorted(b)}"
+        )
     print(f"| seed | {args.a_name} | {args.b_name} | {args.b_name} − {args.a_name} |")
     print("|---|---|---|---|")
     for seed in seeds:
-        print(f"| {seed} | {100 * a[seed]:.2f} | {100 * b[seed]:.2f} | "
-              f"{100 * (b[seed] - a[seed]):+.2f} |")  # fmt: skip
+        diff = f"{100 * (b[seed] - a[seed]):+.2f}"
+        print(f"| {seed} | {percent(a[seed])} | {percent(b[seed])} | {diff} |")
     a_values, b_values = [a[s] for s in seeds], [b[s] for s in seeds]
-    diffs = [y - x for x, y in zip(a_values, b_values)]
-
-    def mean_sd(values):
-        return f"{100 * statistics.fmean(values):.2f} ± {100 * statistics.stdev(values):.2f}"
-
-    low, high = (100 * bound for bound in t_interval(diffs))
-    p = float(stats.ttest_rel(b_values, a_values).pvalue) if len(set(diffs)) > 1 else 1.0
-    mean_diff = 100 * statistics.fmean(diffs)
-    print(f"| mean ± sd | {mean_sd(a_values)} | {mean_sd(b_values)} | "
-          f"{mean_diff:+.2f} (95% CI {low:+.2f} to {high:+.2f}) |")  # fmt: skip
-    print(f"\n{len(seeds)} seeds; paired t-test p = {p:.3f}; "
-          f"{args.a_name} range {100 * min(a_values):.2f}–{100 * max(a_values):.2f}, "
-          f"{args.b_name} range {100 * min(b_values):.2f}–{100 * max(b_values):.2f}")  # fmt: skip
+    test = paired_t_test(a_values, b_values)
+    low, high = (100 * bound for bound in test["ci"])
+    print(
+        f"| mean ± sd | {percent_mean_std(mean_std(a_values))} | "
+        f"{percent_mean_std(mean_std(b_values))} | "
+        f"{100 * test['diff']:+.2f} (95% CI {low:+.2f} to {high:+.2f}) |"
+    )
+    print(
+        f"\n{len(seeds)} seeds; paired t-test p = {p_text(test['p'])}; "
+        f"{args.a_name} range {percent(min(a_values))}–{percent(max(a_values))}, "
+        f"{args.b_name} range {percent(min(b_values))}–{percent(max(b_values))}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ hymtl's cached, augmented training images in its own process; the variants take 
 `--steps` batches after a warm-up, and the table gives each one's median images/s and its
 median per-round ratio to the first variant (the per-round ratio cancels most machine noise).
 scripts/bench.py compares hymtl's kept settings with the tutorial loop; this script is the
-record of what was measured and dropped (README, Performance).
+record of what was measured and dropped (docs/performance.md).
 
 Variants: base (hymtl's defaults without reuse_freed_memory), reuse_freed_memory, pure_bf16
 (bf16 model, fp32 master weights), foreach_sgd, fused_sgd, compile, uint8_aug (augment to uint8,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -20,10 +21,17 @@ import time
 from pathlib import Path
 
 
+def shell_line(command: list[str]) -> str:
+    """command as a line to paste into a shell: quoted, and `python` for this interpreter."""
+    if command and command[0] == sys.executable:
+        command = ["python", *command[1:]]
+    return shlex.join(command)
+
+
 def run_sweep(launcher_args: list[str], common: list[str], sweep_dir: Path) -> float:
-    command = [sys.executable, "-m", "hymtl.train", "-m", *launcher_args, *common,
-               f"hydra.sweep.dir={sweep_dir}"]  # fmt: skip
-    print("$", " ".join(command[1:]), flush=True)
+    command = [sys.executable, "-m", "hymtl.train", "-m", *launcher_args, *common]
+    command.append(f"hydra.sweep.dir={sweep_dir}")
+    print("$", shell_line(command), flush=True)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -50,8 +58,12 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="keep the sweeps here (default: a temp dir)")
     args = parser.parse_args()
 
-    common = [f"model={args.model}", f"data.root={Path(args.data).resolve()}",
-              f"epochs={args.epochs}", "regularizer=none,l1,l2,elasticnet"]  # fmt: skip
+    common = [
+        f"model={args.model}",
+        f"data.root={Path(args.data).resolve()}",
+        f"epochs={args.epochs}",
+        "regularizer=none,l1,l2,elasticnet",
+    ]
     if args.weights:
         common.append(f"model.weights_path={Path(args.weights).resolve()}")
     out = Path(args.out or tempfile.mkdtemp(prefix="hymtl-time-sweeps-"))
@@ -63,14 +75,14 @@ def main() -> None:
     print(f"\n{cores} cores, {args.model}, 4 regularizers x {args.epochs} epochs")
     print("| launcher | wall time (s) | best val acc none/l1/l2/elasticnet |")
     print("|---|---|---|")
+    joblib_name = f"joblib n_jobs={args.n_jobs} ({max(1, cores // args.n_jobs)} threads per job)"
     for name, seconds, folder in (
         ("basic (sequential, all cores per job)", sequential, out / "sequential"),
-        (f"joblib n_jobs={args.n_jobs} ({max(1, cores // args.n_jobs)} threads per job)",
-         parallel, out / "joblib"),
-    ):  # fmt: skip
+        (joblib_name, parallel, out / "joblib"),
+    ):
         accs = accuracies(folder)
-        shown = " / ".join(f"{accs.get(k, float('nan')):.4f}" for k in
-                           ("none", "l1", "l2", "elasticnet"))  # fmt: skip
+        regularizers = ("none", "l1", "l2", "elasticnet")
+        shown = " / ".join(f"{accs.get(name, float('nan')):.4f}" for name in regularizers)
         print(f"| {name} | {seconds:.1f} | {shown} |")
     print(f"sweeps kept in {out}")
     print(f"joblib_speedup={sequential / parallel:.3f}")

@@ -3,7 +3,8 @@
 import logging
 
 import pytest
-from omegaconf import OmegaConf
+from hydra.types import RunMode
+from omegaconf import OmegaConf, open_dict
 
 from hymtl.callbacks import quiet_third_party_logging
 from hymtl.config import job_tag
@@ -25,6 +26,14 @@ def test_the_log_format_carries_the_job_tag():
     fmt = logging_config["formatters"]["simple"]["format"]
     assert fmt.startswith("[%(asctime)s][%(name)s][%(levelname)s] - ")
     assert fmt.endswith("%(message)s") and "hymtl_job_tag" in fmt
+    # Resolved as Hydra resolves it for a single run (no job number) and for sweep job 3.
+    with open_dict(cfg):
+        cfg.hydra.mode = RunMode.RUN
+        resolved = cfg.hydra.job_logging.formatters.simple.format
+        assert resolved == "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+        cfg.hydra.mode, cfg.hydra.job.num = RunMode.MULTIRUN, 3
+        resolved = cfg.hydra.job_logging.formatters.simple.format
+        assert resolved.endswith(" - [job 3 l2 seed=0] %(message)s")
     assert compose_config(["regularizer=l2"]).regularizer.name == "l2"
 
 

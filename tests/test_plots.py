@@ -2,30 +2,26 @@
 
 import csv
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import hymtl.artifacts
-import hymtl.plots
 from hymtl.plots import make_prediction_grid, plot_curves
 from hymtl.train import train
 
 from .conftest import TINY, compose_config
 
 
-@pytest.fixture
-def kept_figures(monkeypatch):
-    """The figures the plot functions would close, kept open for inspection."""
-    figures, close = [], plt.close
-    monkeypatch.setattr(hymtl.plots.plt, "close", figures.append)
-    yield figures
-    for figure in figures:
-        close(figure)
+def renderer_of(figure):
+    """A drawn Agg canvas for a figure built without pyplot (layout applied)."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return canvas.get_renderer()
 
 
 def text_boxes_overlapping_images(figure) -> list[str]:
-    renderer = figure.canvas.get_renderer()
+    renderer = renderer_of(figure)
     image_axes = [ax for ax in figure.axes if ax.images]
     texts = [(ax.title, ax) for ax in image_axes]
     if figure._suptitle is not None:
@@ -40,9 +36,9 @@ def text_boxes_overlapping_images(figure) -> list[str]:
 
 
 @pytest.mark.parametrize("count", [1, 5, 8, 16])
-def test_grid_captions_never_overlap_images(tmp_path, kept_figures, count):
+def test_grid_captions_never_overlap_images(tmp_path, count):
     images = [np.random.default_rng(i).random((64, 48, 3)) for i in range(count)]
-    make_prediction_grid(
+    figure = make_prediction_grid(
         images,
         ["ants"] * count,
         ["bees", "ants"] * (count // 2) + ["bees"] * (count % 2),
@@ -51,7 +47,6 @@ def test_grid_captions_never_overlap_images(tmp_path, kept_figures, count):
         "val predictions, best epoch 3 of 25 (val acc 0.9477) · a long run name · seed=0\n"
         "16 of 153 val images, sampled per class and right/wrong: 2 wrong shown",
     )
-    (figure,) = kept_figures
     assert text_boxes_overlapping_images(figure) == []
 
 
@@ -70,12 +65,9 @@ def rows_for(epochs):
 
 
 @pytest.mark.parametrize("epochs", [[1], [1, 2, 3, 4, 5, 6, 7]])
-def test_curves_show_every_epoch_on_whole_ticks_and_legends_hide_nothing(
-    tmp_path, kept_figures, epochs
-):
-    plot_curves(rows_for(epochs), tmp_path / "curves.png", "title")
-    (figure,) = kept_figures
-    renderer = figure.canvas.get_renderer()
+def test_curves_show_every_epoch_on_whole_ticks_and_legends_hide_nothing(tmp_path, epochs):
+    figure = plot_curves(rows_for(epochs), tmp_path / "curves.png", "title")
+    renderer = renderer_of(figure)
     ax_loss, ax_acc = figure.axes[:2]
     for ax in (ax_loss, ax_acc):
         data_lines = [line for line in ax.get_lines() if len(line.get_xdata()) > 1 or epochs == [1]]
@@ -85,6 +77,23 @@ def test_curves_show_every_epoch_on_whole_ticks_and_legends_hide_nothing(
         legend = ax.get_legend().get_window_extent(renderer)
         for other in figure.axes:
             assert not legend.overlaps(other.get_window_extent(renderer))
+
+
+def test_comparison_shows_one_epoch_runs(tmp_path):
+    from hymtl.report import Run, plot_comparison
+
+    runs = [
+        Run(tmp_path / name, "completed", name, 0, metrics=rows_for([1])) for name in ("none", "l1")
+    ]
+    figure = plot_comparison(runs, tmp_path / "comparison.png")
+    ax_acc = figure.axes[0]
+    points = [line for line in ax_acc.get_lines() if len(line.get_xdata()) == 1]
+    assert len(points) == 2 and all(line.get_marker() == "o" for line in points)
+    ticks = [t for t in ax_acc.get_xticks() if ax_acc.get_xlim()[0] <= t <= ax_acc.get_xlim()[1]]
+    assert ticks == [1.0]
+    renderer = renderer_of(figure)
+    legend = ax_acc.get_legend().get_window_extent(renderer)
+    assert not any(legend.overlaps(ax.get_window_extent(renderer)) for ax in figure.axes)
 
 
 @pytest.mark.slow

@@ -241,3 +241,14 @@ def test_one_shared_seed_without_val_predictions_is_reported_untested(three_seed
     assert l2["diff"] == pytest.approx(0.85 - 0.92)  # against none's seed 1 only
     assert l2["p"] is None and l2["ci"] is None and l2["verdict"] == "not tested"
     assert l2["test"].startswith("no test")
+
+
+def test_reports_name_folders_below_the_working_directory_relatively(
+    three_seed_sweep, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert main([str(three_seed_sweep.resolve()), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    relative = three_seed_sweep.resolve().relative_to(tmp_path.resolve())
+    assert f"`python -m hymtl.report {relative} --out out`" in report
+    assert str(tmp_path) not in report

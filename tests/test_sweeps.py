@@ -16,8 +16,12 @@ def run_sweep(args, cwd, timeout=900):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", "hymtl.train", "-m", *args, *TINY],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def completed_summaries(sweep_dir):
@@ -31,10 +35,17 @@ def test_joblib_runs_jobs_in_parallel_with_split_threads(image_root, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
     sweep = tmp_path / "sweep"
     result = run_sweep(
-        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "regularizer=none,l1",
-         "data=imagefolder", f"data.root={image_root}", "epochs=1", f"hydra.sweep.dir={sweep}"],
+        [
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            "regularizer=none,l1",
+            "data=imagefolder",
+            f"data.root={image_root}",
+            "epochs=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = completed_summaries(sweep)
     assert sorted(s["config"]["regularizer"]["name"] for s in summaries) == ["l1", "none"]
@@ -47,11 +58,17 @@ def test_submitit_local_launcher(image_root, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"
     result = run_sweep(
-        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
-         "regularizer=l2,elasticnet", "data=imagefolder", f"data.root={image_root}", "epochs=1",
-         f"hydra.sweep.dir={sweep}"],
+        [
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.timeout_min=10",
+            "regularizer=l2,elasticnet",
+            "data=imagefolder",
+            f"data.root={image_root}",
+            "epochs=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(s["config"]["regularizer"]["name"] for s in completed_summaries(sweep))
     assert names == ["elasticnet", "l2"]
@@ -62,10 +79,16 @@ def test_two_trial_lambda_search_and_its_report(image_root, tmp_path, capsys):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "search"
     result = run_sweep(
-        ["hparams_search=lambda_search", "hydra.sweeper.n_trials=2", "data=imagefolder",
-         f"data.root={image_root}", "epochs=1", f"hydra.sweep.dir={sweep}"],
+        [
+            "hparams_search=lambda_search",
+            "hydra.sweeper.n_trials=2",
+            "data=imagefolder",
+            f"data.root={image_root}",
+            "epochs=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
         tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (sweep / "optuna.db").is_file()
     assert "best_params" in (sweep / "optimization_results.yaml").read_text()

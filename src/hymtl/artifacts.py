@@ -128,6 +128,12 @@ class MetricsLog:
         if self._file is not None:
             self._file.close()
 
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
 
 def read_metrics(path: Path) -> list[dict]:
     with open(path, newline="") as handle:

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from sklearn.metrics import ConfusionMatrixDisplay
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from sklearn.metrics import ConfusionMatrixDisplay  # noqa: E402
+# Figures are built with matplotlib's object API (Figure, not pyplot): they are only ever
+# saved to files, so no backend, no global figure registry and nothing to close.
 
 
-def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> Figure:
     """Loss (data loss and penalty) and accuracy per epoch, train and val. Markers on every
     point (a 1-epoch run is one point), whole-number epoch ticks, legends below the axes so
     they never cover a point."""
     epochs = [row["epoch"] for row in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train (data loss)")
     ax_loss.plot(epochs, [r["val_loss"] for r in rows], "o-", label="val")
     handles = []
@@ -45,7 +46,7 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def whole_epochs(ax, epochs: list[int]) -> None:
@@ -72,13 +73,14 @@ def legend_below(ax, extra=()) -> None:
 
 def plot_confusion_matrix(
     matrix: list[list[int]], classes: list[str], path: Path, title: str = ""
-) -> None:
-    fig, ax = plt.subplots(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
+) -> Figure:
+    fig = Figure(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
+    ax = fig.subplots()
     ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False)
     ax.set_title(title or "confusion matrix (val)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def choose_grid_indices(targets: list[int], preds: list[int], count: int) -> list[int]:
@@ -120,24 +122,23 @@ def make_prediction_grid(
     probabilities: list[float],
     path: Path,
     title: str = "",
-) -> None:
+) -> Figure:
     """Images (HxWx3 floats in [0, 1]) titled 'pred (p) / true'; errors in red with a red frame.
     A true label of None shows the prediction alone."""
     count = len(images)
     if count == 0:  # e.g. no errors: say so rather than leave an empty or missing file
-        fig, ax = plt.subplots(figsize=(4, 1.5))
+        fig = Figure(figsize=(4, 1.5))
+        ax = fig.subplots()
         ax.axis("off")
         ax.text(0.5, 0.5, "no images to show (no errors)", ha="center", va="center")
         fig.suptitle(title, fontsize=8)
         fig.savefig(path, dpi=72)
-        plt.close(fig)
-        return
+        return fig
     cols = min(4, max(count, 1))
     rows = max(1, -(-count // cols))
     # Constrained layout makes room for each two-line caption between the rows.
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(3 * cols, 3.4 * rows + 0.6), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(3 * cols, 3.4 * rows + 0.6), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, true, pred, prob in zip(
@@ -163,7 +164,7 @@ def make_prediction_grid(
                 spine.set_linewidth(3)
     fig.suptitle(title or "val predictions (red = wrong)", fontsize=10)
     fig.savefig(path, dpi=72)
-    plt.close(fig)
+    return fig
 
 
 def most_confident_errors(targets, preds, probs, count: int) -> list[int]:

@@ -2,6 +2,12 @@
 
 Writes report.md (means over seeds, 95% intervals, each regularizer tested against `none`),
 report.csv (the same numbers as fractions) and comparison.png (val curves of every run).
+
+A row is one setting: (model, regularizer, effective λ, epochs). Its runs are repeats that differ
+in seed, and only distinct seeds are averaged: runs of one setting that share a seed (the same
+sweep read twice, or two sweeps run with seed 0) are shown side by side, one row per sweep dir,
+never pooled. Runs of a regularizer tried at several λ with one seed each are λ-search trials,
+listed as trials (search_report.py), never as seeds.
 """
 
 from __future__ import annotations
@@ -12,24 +18,31 @@ import json
 import shlex
 import statistics
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import yaml
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import yaml  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from omegaconf import OmegaConf  # noqa: E402
-from omegaconf.errors import OmegaConfBaseException  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from hymtl import UserError  # noqa: E402
-from hymtl.artifacts import atomic_write, read_metrics  # noqa: E402
-from hymtl.search_report import effective_lambdas, search_lines  # noqa: E402
-from hymtl.stats import mcnemar, mean_std, t_interval, wilson_interval  # noqa: E402
+from hymtl import UserError
+from hymtl.artifacts import atomic_write, read_metrics
+from hymtl.plots import whole_epochs
+from hymtl.search_report import search_lines, search_trials, setting, trial_runs
+from hymtl.stats import (
+    mcnemar,
+    mean_std,
+    p_text,
+    paired_t_test,
+    percent,
+    percent_interval,
+    percent_mean_std,
+    t_interval,
+    wilson_interval,
+)
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
 KNOWN_ORDER = ("none", "l1", "l2", "elasticnet")
@@ -37,7 +50,7 @@ NEAR_ZERO_KEY = "fraction_abs_below_0.001"  # written by hymtl.regularizers.weig
 CSV_COLUMNS = (
     "regularizer,n_seeds,n_val,precision_mean,precision_std,recall_mean,recall_std,f1_mean,"
     "f1_std,accuracy_mean,accuracy_std,accuracy_ci_low,accuracy_ci_high,diff_vs_none,"
-    "diff_ci_low,diff_ci_high,p_value,test"
+    "diff_ci_low,diff_ci_high,p_value,test,model,lambda_l1,lambda_l2,epochs,sweep_dir"
 ).split(",")
 
 
@@ -51,6 +64,7 @@ class Run:
     summary: dict = field(default_factory=dict)
     metrics: list[dict] = field(default_factory=list)
     error: str = ""
+    sweep_dir: Path | None = None  # the SWEEP_DIR argument it was found under
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -116,30 +130,94 @@ def regularizer_order(names) -> list[str]:
     return sorted(set(names), key=lambda name: (rank.get(name, len(rank)), name))
 
 
+def accuracy(run: Run) -> float:
+    return run.summary["best_model"]["accuracy"]
+
+
+def split_repeated_seeds(group: list[Run]) -> list[tuple[str | None, list[Run]]]:
+    """The runs of one setting as (sweep label, runs) parts whose seeds are distinct: one part
+    when no seed repeats; else one per sweep dir (a repeated seed is a rerun, not a new sample),
+    and within a sweep dir that repeats a seed itself, one per run."""
+    if len({run.seed for run in group}) == len(group):
+        return [(None, group)]
+    by_sweep: dict[Path, list[Run]] = {}
+    for run in group:
+        by_sweep.setdefault(run.sweep_dir or run.path.parent, []).append(run)
+    names = Counter(sweep.name for sweep in by_sweep)
+    parts = []
+    for sweep, members in by_sweep.items():
+        label = sweep.name if names[sweep.name] == 1 else str(sweep)
+        if len({run.seed for run in members}) == len(members):
+            parts.append((label, members))
+        else:
+            parts += [(f"{label}/{run.path.relative_to(sweep)}", [run]) for run in members]
+    return sorted(parts, key=lambda part: part[0])
+
+
+def seed_statistics(group: list[Run]) -> dict:
+    """Mean ± std and a 95% interval of the best-epoch metrics of runs with distinct seeds."""
+    best = [run.summary["best_model"] for run in group]
+    row = {"runs": group, "n_seeds": len(group)}
+    row["n_val"] = "/".join(
+        sorted({str(run.summary.get("n_val", b["n"])) for run, b in zip(group, best)})
+    )
+    for metric in ("precision", "recall", "f1"):
+        row[metric] = mean_std([b["macro"][metric] for b in best])
+    accuracies = [b["accuracy"] for b in best]
+    row["accuracy"] = mean_std(accuracies)
+    if len(group) > 1:
+        row["accuracy_ci"], row["ci_method"] = t_interval(accuracies), "t"
+    else:  # one run: the only spread left to show is binomial (which images were sampled)
+        n = best[0]["n"]
+        row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
+        row["ci_method"] = "wilson"
+    return row
+
+
+def label_rows(rows: list[dict], lambdas: dict[str, set]) -> None:
+    """Name each row by its regularizer, plus whatever else tells it apart from the others:
+    λ (when its regularizer ran at several λ, trials included: lambdas maps regularizer to
+    the λ pairs it ran with), model, epochs, and the sweep dir."""
+    models = {row["setting"][0] for row in rows}
+    epochs = {row["setting"][3] for row in rows}
+    for row in rows:
+        model, name, (lambda_l1, lambda_l2), n_epochs = row["setting"]
+        parts = [name]
+        if len(lambdas[name]) > 1:
+            parts.append(f"λ1={lambda_l1:.3g} λ2={lambda_l2:.3g}")
+        if len(models) > 1:
+            parts.append(str(model))
+        if len(epochs) > 1:
+            parts.append(f"{n_epochs} epochs")
+        row["label"] = ", ".join(parts) + (f" ({row['sweep']})" if row["sweep"] else "")
+
+
 def summarize_by_regularizer(runs: list[Run]) -> list[dict]:
-    """One row per regularizer over its completed runs, from each run's best-epoch metrics."""
+    """One row per setting (model, regularizer, λ, epochs) over its completed runs, from each
+    run's best-epoch metrics, averaged over distinct seeds only (split_repeated_seeds).
+    λ-search trials are left out: search_report lists them as trials."""
+    trials = {run.path for run in trial_runs(runs)}
+    completed = [run for run in runs if run.status == "completed" and run.path not in trials]
+    groups: dict[tuple, list[Run]] = {}
+    for run in completed:
+        groups.setdefault(setting(run), []).append(run)
+    lambdas: dict[str, set] = {}
+    for run in runs:
+        if run.status == "completed":
+            lambdas.setdefault(run.regularizer, set()).add(setting(run)[2])
+    rank = {name: i for i, name in enumerate(regularizer_order(run.regularizer for run in runs))}
+
+    def order(key: tuple):
+        model, name, lambda_pair, epochs = key
+        return rank[name], str(model), epochs is None, epochs or 0, lambda_pair
+
     rows = []
-    completed = [run for run in runs if run.status == "completed"]
-    for name in regularizer_order(run.regularizer for run in completed):
-        group = sorted(
-            (run for run in completed if run.regularizer == name), key=lambda r: str(r.seed)
-        )
-        best = [run.summary["best_model"] for run in group]
-        row = {"regularizer": name, "runs": group, "n_seeds": len(group)}
-        row["n_val"] = "/".join(
-            sorted({str(run.summary.get("n_val", b["n"])) for run, b in zip(group, best)})
-        )
-        for metric in ("precision", "recall", "f1"):
-            row[metric] = mean_std([b["macro"][metric] for b in best])
-        accuracies = [b["accuracy"] for b in best]
-        row["accuracy"] = mean_std(accuracies)
-        if len(group) > 1:
-            row["accuracy_ci"], row["ci_method"] = t_interval(accuracies), "t"
-        else:  # one run: the only spread left to show is binomial (which images were sampled)
-            n = best[0]["n"]
-            row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
-            row["ci_method"] = "wilson"
-        rows.append(row)
+    for key in sorted(groups, key=order):
+        group = sorted(groups[key], key=lambda run: str(run.seed))
+        for sweep, members in split_repeated_seeds(group):
+            row = {"regularizer": key[1], "setting": key, "sweep": sweep}
+            rows.append({**row, **seed_statistics(members)})
+    label_rows(rows, lambdas)
     return rows
 
 
@@ -153,14 +231,12 @@ def read_val_predictions(run: Run) -> tuple[list[str], list[int]] | None:
 
 
 def paired_t_comparison(reference: list[Run], other: list[Run]) -> dict:
-    ref_acc = [run.summary["best_model"]["accuracy"] for run in reference]
-    other_acc = [run.summary["best_model"]["accuracy"] for run in other]
-    diffs = [o - r for r, o in zip(ref_acc, other_acc)]
-    result = {"diff": statistics.fmean(diffs), "test": f"paired t-test over {len(diffs)} seeds"}
-    if max(diffs) - min(diffs) <= 1e-12:  # t is undefined (0/0 or x/0) and scipy would warn
-        return {**result, "ci": (diffs[0], diffs[0]), "p": None, "p_text": "n/a (no variance)"}
-    test = stats.ttest_rel(other_acc, ref_acc)
-    return {**result, "ci": t_interval(diffs), "p": float(test.pvalue), "t": float(test.statistic)}
+    result = paired_t_test([accuracy(run) for run in reference], [accuracy(run) for run in other])
+    return {
+        **result,
+        "test": f"paired t-test over {result['n']} seeds",
+        "p_text": p_text(result["p"]),
+    }
 
 
 def single_pair_comparison(reference: Run, other: Run) -> dict:
@@ -169,20 +245,52 @@ def single_pair_comparison(reference: Run, other: Run) -> dict:
         result = mcnemar(ref_pred[1], other_pred[1])
         test = f"exact McNemar (b={result['b']}, c={result['c']}, {result['n']} images)"
         return {**result, "test": test}
-    diff = other.summary["best_model"]["accuracy"] - reference.summary["best_model"]["accuracy"]
+    diff = accuracy(other) - accuracy(reference)
     return {"diff": diff, "ci": None, "p": None, "test": "no test: no matching val_predictions"}
 
 
+def source_dirs(row: dict) -> set[Path]:
+    return {run.sweep_dir or run.path.parent for run in row["runs"]}
+
+
+def reference_row(row: dict, references: list[dict]) -> dict | None:
+    """The `none` row to test `row` against: same model and epochs; among several (e.g. `none`
+    shown per sweep dir), the one from row's sweep dir. None when no single row fits."""
+    model, _, _, epochs = row["setting"]
+    candidates = [
+        ref for ref in references if (ref["setting"][0], ref["setting"][3]) == (model, epochs)
+    ]
+    for fits in (
+        lambda ref: True,  # the only one
+        lambda ref: ref["sweep"] == row["sweep"],
+        lambda ref: source_dirs(ref) == source_dirs(row),
+    ):
+        chosen = [ref for ref in candidates if fits(ref)]
+        if len(chosen) == 1:
+            return chosen[0]
+    return None
+
+
 def compare_with_none(rows: list[dict]) -> list[dict]:
-    """Each regularizer against `none`: paired by seed when ≥2 seeds are shared, else by image."""
-    by_name = {row["regularizer"]: row for row in rows}
-    if "none" not in by_name:
+    """Each row against its `none` row (reference_row): paired by seed when ≥2 seeds are
+    shared, else by image."""
+    references = [row for row in rows if row["regularizer"] == "none"]
+    if not references:
         return []
-    reference = {run.seed: run for run in by_name["none"]["runs"]}
     comparisons = []
     for row in rows:
         if row["regularizer"] == "none":
             continue
+        none_row = reference_row(row, references)
+        if none_row is None:  # e.g. no `none` run of this model: a difference would mean nothing
+            test = "no test: no single `none` row of the same model, epochs and sweep"
+            result = {"diff": None, "ci": None, "p": None, "p_text": "–", "test": test}
+            comparisons.append(
+                {"regularizer": row["regularizer"], "label": row["label"], "verdict": "not tested"}
+                | result
+            )
+            continue
+        reference = {run.seed: run for run in none_row["runs"]}
         other = {run.seed: run for run in row["runs"]}
         common = sorted(set(reference) & set(other), key=str)
         if len(common) >= 2:
@@ -195,14 +303,16 @@ def compare_with_none(rows: list[dict]) -> list[dict]:
             )
             result = single_pair_comparison(*pair)
         else:
-            diff = row["accuracy"][0] - by_name["none"]["accuracy"][0]
+            diff = row["accuracy"][0] - none_row["accuracy"][0]
             result = {"diff": diff, "ci": None, "p": None, "test": "no test: no seeds in common"}
         if result["p"] is None:
             verdict = "not tested"
         else:
             verdict = "significant (p<0.05)" if result["p"] < 0.05 else "not significant"
-        result.setdefault("p_text", "–" if result["p"] is None else f"{result['p']:.3g}")
-        comparisons.append({"regularizer": row["regularizer"], "verdict": verdict, **result})
+        result.setdefault("p_text", "–" if result["p"] is None else p_text(result["p"]))
+        comparisons.append(
+            {"regularizer": row["regularizer"], "label": row["label"], "verdict": verdict, **result}
+        )
     return comparisons
 
 
@@ -215,7 +325,7 @@ def weight_statistics_by_regularizer(rows: list[dict]) -> list[dict]:
             near_zero = [w[NEAR_ZERO_KEY] for w in weights if NEAR_ZERO_KEY in w]
             table.append(
                 {
-                    "regularizer": row["regularizer"],
+                    "regularizer": row["label"],
                     "n_runs": len(weights),
                     "sum_abs": statistics.fmean(w["sum_abs"] for w in weights),
                     "sum_sq": statistics.fmean(w["sum_sq"] for w in weights),
@@ -225,17 +335,8 @@ def weight_statistics_by_regularizer(rows: list[dict]) -> list[dict]:
     return table
 
 
-def percent(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
-def percent_mean_std(mean_and_std: tuple[float, float | None]) -> str:
-    mean, std = mean_and_std
-    return percent(mean) if std is None else f"{percent(mean)} ± {percent(std)}"
-
-
-def percent_interval(interval: tuple[float, float] | None) -> str:
-    return "–" if interval is None else f"[{percent(interval[0])}, {percent(interval[1])}]"
+def percent_points(diff: float | None) -> str:
+    return "–" if diff is None else f"{100 * diff:+.2f}"
 
 
 def readable(value: float) -> str:
@@ -259,14 +360,24 @@ def markdown_table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str) -> list[str]:
+def relative(path: Path) -> str:
+    """A path as the report shows it: relative to where the command ran when it lies below it
+    (a committed report then names no machine's folders, and its regenerate command runs from
+    any checkout), else as given."""
+    path = Path(path).absolute()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def header_lines(
+    runs: list[Run], sweep_dirs: list[Path], command: str, rows: list[dict] | None = None
+) -> list[str]:
     count = {s: sum(r.status == s for r in runs) for s in ("completed", "failed", "incomplete")}
     completed = [run for run in runs if run.status == "completed"]
     models = {config_value(run, "model", "name") for run in runs} - {None}
     lines = [
         "# Regularization study report",
         "",
-        f"- read: {', '.join(f'`{d}`' for d in sweep_dirs)} ({len(runs)} run dirs)",
+        f"- read: {', '.join(f'`{relative(d)}`' for d in sweep_dirs)} ({len(runs)} run dirs)",
         f"- runs: {count['completed']} completed, {count['failed']} failed, "
         f"{count['incomplete']} incomplete",
         f"- model: {distinct(models)}; epochs: {distinct(config_value(r, 'epochs') for r in runs)}"
@@ -274,23 +385,32 @@ def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str) -> list[
         f"- regenerate: `{command}`",
     ]
     if len(models) > 1:
-        lines.append("- **note:** runs of different models are pooled per regularizer below")
-    for name in regularizer_order(run.regularizer for run in completed):
-        group = [run for run in completed if run.regularizer == name]
-        seeds = [run.seed for run in group]
-        if len({effective_lambdas(run) for run in group}) > 1:
-            lines.append(
-                f"- **note:** the `{name}` runs differ in λ (a λ search): its pooled rows below "
-                "mix settings, so read the λ search section instead"
-            )
-        elif len(set(seeds)) < len(seeds):
-            lines.append(f"- **note:** `{name}` has repeated seeds; pairing by seed uses one each")
+        lines.append("- **note:** runs of different models are in separate rows, never pooled")
+    trials = Counter(run.regularizer for run in trial_runs(runs))
+    for name in regularizer_order(trials):
+        lines.append(
+            f"- **note:** the `{name}` runs differ in λ (a λ search): its {trials[name]} "
+            "single-seed runs are trials, listed in the λ search section, not averaged as seeds"
+        )
+    rows = summarize_by_regularizer(runs) if rows is None else rows
+    shared: dict[tuple, list[str]] = {}
+    for row in rows:
+        if row["sweep"] is not None:
+            shared.setdefault(row["setting"], []).append(row["sweep"])
+    for (_, name, _, _), sweeps in shared.items():
+        lines.append(
+            f"- **note:** `{name}` runs of one setting share seeds across "
+            f"{', '.join(f'`{sweep}`' for sweep in sweeps)}: a repeated seed is a rerun, not "
+            "another sample, so these are rows side by side, never averaged"
+        )
     return lines
 
 
-def metrics_lines(rows: list[dict]) -> list[str]:
+def metrics_lines(rows: list[dict], trials: list[dict] = ()) -> list[str]:
     lines = ["", "## Best-epoch validation metrics (%, mean ± std over seeds)", ""]
     if not rows:
+        if trials:
+            return lines + [f"Only λ-search trials ({len(trials)}): see the λ search section."]
         return lines + ["No completed runs yet."]
     header = (
         "Regularizer | Precision | Recall | F1 | Accuracy | 95% CI (accuracy) | n val | n seeds"
@@ -298,21 +418,30 @@ def metrics_lines(rows: list[dict]) -> list[str]:
     lines += markdown_table(
         header.split(" | "),
         [
-            [row["regularizer"]]
+            [row["label"]]
             + [percent_mean_std(row[m]) for m in ("precision", "recall", "f1", "accuracy")]
             + [percent_interval(row["accuracy_ci"]), row["n_val"], row["n_seeds"]]
             for row in rows
         ],
     )
-    by_method = {
-        m: [r["regularizer"] for r in rows if r["ci_method"] == m] for m in ("t", "wilson")
-    }
+    by_method = {m: [r["label"] for r in rows if r["ci_method"] == m] for m in ("t", "wilson")}
     lines += [
         "",
         "Precision, recall and F1 are macro averages over classes at each run's best val epoch "
         "(`best_model` in summary.json); ± is the sample std over seeds (ddof=1). That epoch is "
-        "chosen on the same val images, so these numbers lean optimistic, equally for all rows.",
+        "chosen on the same val images, so these numbers lean optimistic, equally for all rows. "
+        "A row is one setting (model, regularizer, λ, epochs); n seeds counts distinct seeds.",
     ]
+    if any(row["sweep"] is not None for row in rows):
+        lines.append(
+            "A row named `(sweep dir)` shares its seeds with another row of the same setting: "
+            "reruns of a seed are shown side by side, never averaged as if they were seeds."
+        )
+    if trials:
+        lines.append(
+            f"Not in this table: {len(trials)} λ-search trials (one run per λ): trials, not "
+            "seeds; see the λ search section."
+        )
     if by_method["t"]:
         lines.append(
             f"95% CI for {', '.join(by_method['t'])}: t-interval over seeds, "
@@ -331,21 +460,22 @@ def comparison_lines(rows: list[dict], comparisons: list[dict]) -> list[str]:
     if not any(row["regularizer"] == "none" for row in rows):
         return lines + ["No completed `none` run: nothing to compare against."]
     if not comparisons:
-        return lines + ["Only `none` has completed runs so far."]
+        return lines + ["Only `none` has completed runs averaged over seeds so far."]
     lines += markdown_table(
         ["Regularizer", "Δ accuracy (pp)", "95% CI (pp)", "p", "Test", "Verdict"],
         [
-            [c["regularizer"], f"{100 * c['diff']:+.2f}", percent_interval(c["ci"])]
+            [c["label"], percent_points(c["diff"]), percent_interval(c["ci"])]
             + [c["p_text"], c["test"], c["verdict"]]
             for c in comparisons
         ],
     )
     return lines + [
         "",
-        "Δ = regularizer − none. Paired t-test: runs paired by seed (seeds present in both), "
-        "interval = paired-difference t-interval. Exact McNemar (one seed): b = images only "
-        "`none` got right, c = images only the other got right, p = two-sided binomial test "
-        "of min(b, c) out of b + c; interval = Wald interval for paired proportions. "
+        "Δ = regularizer − none, against the `none` row of the same model and epochs (and sweep "
+        "dir, for rows shown per sweep dir). Paired t-test: runs paired by seed (seeds present "
+        "in both), interval = paired-difference t-interval. Exact McNemar (one seed): b = images "
+        "only `none` got right, c = images only the other got right, p = two-sided binomial "
+        "test of min(b, c) out of b + c; interval = Wald interval for paired proportions. "
         "No correction for testing several regularizers.",
     ]
 
@@ -378,37 +508,46 @@ def problem_lines(runs: list[Run]) -> list[str]:
     return lines + ([] if incomplete else ["None."])
 
 
-def plot_comparison(runs: list[Run], path: Path) -> None:
+def plot_comparison(runs: list[Run], path: Path) -> Figure:
     """Val accuracy and val loss per epoch of every run; one colour per regularizer."""
     plotted = [run for run in runs if run.metrics and run.status != "failed"]
     names = regularizer_order(run.regularizer for run in plotted)
     colors = {name: f"C{index % 10}" for index, name in enumerate(names)}
-    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    ax_acc, ax_loss = fig.subplots(1, 2)
     for run in plotted:
         epochs = [row["epoch"] for row in run.metrics]
-        style = {"color": colors[run.regularizer], "lw": 1, "alpha": 0.8}
+        style = {"color": colors[run.regularizer], "lw": 1, "alpha": 0.8, "marker": "o", "ms": 3}
         style["ls"] = "-" if run.status == "completed" else "--"
         ax_acc.plot(epochs, [row["val_acc"] for row in run.metrics], **style)
         ax_loss.plot(epochs, [row["val_loss"] for row in run.metrics], **style)
     ax_acc.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy per epoch")
     ax_loss.set(xlabel="epoch", ylabel="val cross-entropy", title="val loss per epoch")
+    all_epochs = [row["epoch"] for run in plotted for row in run.metrics]
     for ax in (ax_acc, ax_loss):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        whole_epochs(ax, all_epochs)
     if plotted:
-        handles = [Line2D([], [], color=colors[name], label=name) for name in names]
-        ax_acc.legend(handles=handles, title="regularizer", loc="lower right")
+        handles = [Line2D([], [], color=colors[name], marker="o", label=name) for name in names]
+        # Below the axes, so the legend never covers a run's points.
+        ax_acc.legend(
+            handles=handles,
+            title="regularizer",
+            loc="upper center",
+            bbox_to_anchor=(1.1, -0.14),
+            ncol=len(handles),
+            frameon=False,
+        )
     else:
         for ax in (ax_acc, ax_loss):
             ax.text(0.5, 0.5, "no metrics.csv rows yet", ha="center", va="center")
     dashed = " (dashed = incomplete)" if any(r.status != "completed" for r in plotted) else ""
     fig.suptitle(f"{len(plotted)} runs, one colour per regularizer{dashed}")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
-    by_name = {c["regularizer"]: c for c in comparisons}
+    by_label = {c["label"]: c for c in comparisons}
     table = []
     for row in rows:
         record = {"regularizer": row["regularizer"], "n_seeds": row["n_seeds"]}
@@ -416,10 +555,12 @@ def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
         for metric in ("precision", "recall", "f1", "accuracy"):
             record[f"{metric}_mean"], record[f"{metric}_std"] = row[metric]
         record["accuracy_ci_low"], record["accuracy_ci_high"] = row["accuracy_ci"]
-        comparison = by_name.get(row["regularizer"], {})
+        comparison = by_label.get(row["label"], {})
         record["diff_vs_none"] = comparison.get("diff")
         record["diff_ci_low"], record["diff_ci_high"] = comparison.get("ci") or (None, None)
         record["p_value"], record["test"] = comparison.get("p"), comparison.get("test")
+        model, _, (record["lambda_l1"], record["lambda_l2"]), epochs = row["setting"]
+        record["model"], record["epochs"], record["sweep_dir"] = model, epochs, row["sweep"]
         table.append({key: "" if value is None else value for key, value in record.items()})
     return table
 
@@ -436,7 +577,7 @@ def write_report(
     returns the path of report.md."""
     out_dir.mkdir(parents=True, exist_ok=True)
     weights = weight_statistics_by_regularizer(rows)
-    lines = header + metrics_lines(rows) + comparison_lines(rows, comparisons)
+    lines = header + metrics_lines(rows, search_trials(runs)) + comparison_lines(rows, comparisons)
     lines += weight_lines(weights) + search_lines(runs, list(sweep_dirs), out_dir)
     lines += problem_lines(runs) + ["", "![comparison](comparison.png)", ""]
     plot_comparison(runs, out_dir / "comparison.png")
@@ -452,17 +593,26 @@ def write_report(
     return out_dir / "report.md"
 
 
-def summary_table(rows: list[dict], comparisons: list[dict]) -> str:
-    """The few numbers people check first, for the terminal."""
-    by_name = {c["regularizer"]: c for c in comparisons}
-    lines = [f"{'regularizer':<12} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}  p"]
+def summary_table(rows: list[dict], comparisons: list[dict], trials: list[dict] = ()) -> str:
+    """The few numbers people check first, for the terminal. λ-search trials get a line of
+    their own: one run per λ has no seeds to count and no interval."""
+    by_label = {c["label"]: c for c in comparisons}
+    width = max([12] + [len(row["label"]) for row in rows])
+    lines = [f"{'regularizer':<{width}} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}  p"]
     for row in rows:
-        comparison = by_name.get(row["regularizer"])
-        diff = f"{100 * comparison['diff']:+.2f}" if comparison else ""
-        p_text = comparison["p_text"] if comparison else ""
+        comparison = by_label.get(row["label"])
+        diff = percent_points(comparison["diff"]) if comparison else ""
+        p_value = comparison["p_text"] if comparison else ""
         accuracy = percent_mean_std(row["accuracy"])
+        line = f"{row['label']:<{width}} {row['n_seeds']:>5}  {accuracy:<15} {diff:>12}  {p_value}"
+        lines.append(line.rstrip())
+    for name in regularizer_order(trial["regularizer"] for trial in trials):
+        chosen = [trial for trial in trials if trial["regularizer"] == name]
+        best = chosen[0]  # trials come best first
         lines.append(
-            f"{row['regularizer']:<12} {row['n_seeds']:>5}  {accuracy:<15} {diff:>12}  {p_text}"
+            f"{name}: λ search, {len(chosen)} trials (one run per λ: trials, not seeds); best "
+            f"{percent(best['accuracy'])}% at λ1={best['lambda_l1']:.3g}, "
+            f"λ2={best['lambda_l2']:.3g}"
         )
     return "\n".join(lines)
 
@@ -485,20 +635,22 @@ def main(argv: list[str] | None = None) -> int:
                 f"no run dirs (with .hydra/config.yaml, summary.json or metrics.csv) under "
                 f"{', '.join(map(str, sweep_dirs))}"
             )
-        command = "python -m hymtl.report " + " ".join(shlex.quote(str(d)) for d in sweep_dirs)
+        command = "python -m hymtl.report " + " ".join(shlex.quote(relative(d)) for d in sweep_dirs)
         if args.out is not None:
-            command += f" --out {shlex.quote(str(args.out.resolve()))}"
+            command += f" --out {shlex.quote(relative(args.out))}"
         out_dir = args.out.resolve() if args.out is not None else sweep_dirs[0]
         runs = [load_run(run_dir) for run_dir in run_dirs]
+        for run in runs:  # the first SWEEP_DIR holding it, to tell reruns of a seed apart
+            run.sweep_dir = next(d for d in sweep_dirs if run.path.is_relative_to(d))
         rows = summarize_by_regularizer(runs)
         comparisons = compare_with_none(rows)
-        header = header_lines(runs, sweep_dirs, command)
+        header = header_lines(runs, sweep_dirs, command, rows)
         report = write_report(runs, rows, comparisons, out_dir, header, sweep_dirs)
     except (UserError, OSError) as error:
         print(f"hymtl-report: error: {error}", file=sys.stderr)
         return 2
     print(report)
-    print(summary_table(rows, comparisons))
+    print(summary_table(rows, comparisons, search_trials(runs)))
     return 0
 
 

@@ -1,4 +1,7 @@
-"""Small statistics for comparing runs: intervals over seeds or images, McNemar's test."""
+"""Small statistics for comparing runs: intervals over seeds or images, the paired t-test over
+seeds, McNemar's test over images, and how hymtl prints them (percent points).
+
+hymtl.report and scripts/paired_seeds.py both use these, so their numbers agree."""
 
 from __future__ import annotations
 
@@ -19,6 +22,38 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
     mean, std = statistics.fmean(values), statistics.stdev(values)
     half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * std / math.sqrt(len(values))
     return float(mean - half), float(mean + half)
+
+
+def paired_t_test(reference: list[float], other: list[float]) -> dict:
+    """Paired t-test of other - reference over seeds (lists in the same seed order, n ≥ 2).
+
+    diff: mean difference; ci: its 95% t-interval; p, t: two-sided test of diff = 0. When every
+    difference is the same, t is undefined (scipy would warn and return nan): p and t are None
+    and p_text says why."""
+    diffs = [o - r for r, o in zip(reference, other)]
+    result = {"diff": statistics.fmean(diffs), "n": len(diffs)}
+    if max(diffs) - min(diffs) <= 1e-12:  # equal up to float rounding
+        return {**result, "ci": (diffs[0], diffs[0]), "p": None, "t": None}
+    test = stats.ttest_rel(other, reference)
+    return {**result, "ci": t_interval(diffs), "p": float(test.pvalue), "t": float(test.statistic)}
+
+
+def p_text(p: float | None) -> str:
+    return "n/a (no variance)" if p is None else f"{p:.3g}"
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def percent_mean_std(mean_and_std: tuple[float, float | None]) -> str:
+    """ "92.00 ± 2.00" (std None, from one value: "92.00")."""
+    mean, std = mean_and_std
+    return percent(mean) if std is None else f"{percent(mean)} ± {percent(std)}"
+
+
+def percent_interval(interval: tuple[float, float] | None) -> str:
+    return "–" if interval is None else f"[{percent(interval[0])}, {percent(interval[1])}]"
 
 
 def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:

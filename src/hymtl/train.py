@@ -420,18 +420,10 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
     return summary
 
 
-def train(
-    cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None
-) -> dict:
-    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir.
-    With cfg.resume=RUN_DIR, continue that run from RUN_DIR/last.pt, in RUN_DIR; `overrides`
-    (default: what was typed on Hydra's command line) may extend it with epochs=N and may
-    change nothing else.
-
-    A new run refuses a run_dir that holds another run's files (cfg.overwrite=true moves them
-    into run_dir/replaced-<time>/). Once the run owns its directory, every way it can end
-    leaves a summary.json saying how: completed, failed (with the reason) or interrupted."""
-    started = time.time()
+def open_run(cfg: DictConfig, run_dir, overrides) -> tuple[DictConfig, Path, dict | None]:
+    """The run's config, directory and (for resume=) last.pt, checked before anything is
+    written: a resumed run's own config with only what may change, and a new run's directory
+    free of any other run (cfg.overwrite=true moves that run's files aside)."""
     resumed = None
     if cfg.resume:
         resumed = load_resume_checkpoint(cfg.resume)
@@ -440,67 +432,93 @@ def train(
         run_dir = Path(cfg.resume).expanduser()
     check_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
-    owner = distributed.launched_ranks().is_main  # under torchrun the run dir is rank 0's
-    if owner and not resumed:
+    if distributed.launched_ranks().is_main and not resumed:
         # Hydra has already written .hydra/ and train.log of this very run: only hymtl's
         # artifacts say that another run was here.
         claim_for_new_run(run_dir, cfg.overwrite, ARTIFACT_FILES)
     run_dir.mkdir(parents=True, exist_ok=True)
-    lock = RunLock(run_dir) if owner else None
-    previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
-    stage, progress = "start-up", Progress()
-    # A resumed run's summary.json still describes it until this invocation changes the run.
-    writes_summary = owner and not resumed
-    try:
+    return cfg, run_dir, resumed
+
+
+class RunOutcome:
+    """Holds the run dir while a run writes it, and makes every way out say how it ended:
+    Ctrl-C/SIGTERM -> summary.json `interrupted` and RunInterrupted with the way on; any
+    error -> `failed` with its one-line reason. A resumed run's summary.json keeps describing
+    it until training starts changing the run. Under torchrun only rank 0 writes."""
+
+    def __init__(self, run_dir: Path, resumed: dict | None) -> None:
+        self.run_dir = run_dir
+        self.owner = distributed.launched_ranks().is_main
+        self.writes_summary = self.owner and not resumed
+        self.stage = "start-up"
+        self.progress = Progress()
+
+    def __enter__(self) -> RunOutcome:
+        self.lock = RunLock(self.run_dir) if self.owner else None
+        self.previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        return self
+
+    def training(self, progress: Progress) -> None:
+        self.stage, self.progress, self.writes_summary = "training", progress, self.owner
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        signal.signal(signal.SIGTERM, self.previous_sigterm)
+        if self.lock:
+            self.lock.release()
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            where = f"epoch {self.progress.epoch}" if self.stage == "training" else self.stage
+            interrupted = RunInterrupted(interrupted_message(where, self.run_dir))
+            self.write_status("interrupted", str(interrupted))
+            raise interrupted from None
+        if kind is not None and issubclass(kind, Exception):
+            reason = str(error) if isinstance(error, UserError) else one_line(error)
+            self.write_status("failed", reason)
+        return False
+
+    def write_status(self, status: str, reason: str) -> None:
+        if self.writes_summary:
+            write_json(self.run_dir / "summary.json", {"status": status, "error": reason})
+
+
+def start_training(cfg, parts: Parts, progress: Progress, run_dir: Path, resumed) -> None:
+    """What must be on disk before the first epoch: last.pt of epoch 0 for a new run (so a run
+    killed in its first epoch can resume), and, when a completed run is extended, its final
+    artifacts moved aside (they describe fewer epochs; a run stopped mid-extension must never
+    read as completed)."""
+    if not resumed:
+        save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, 0))
+    elif (read_summary(run_dir) or {}).get("status") == "completed":
+        moved = move_aside(run_dir, list(FINAL_ARTIFACTS))
+        log.info("extending a completed run: its final artifacts are now in %s", moved)
+
+
+def train(
+    cfg: DictConfig, run_dir: str | Path | None = None, overrides: list[str] | None = None
+) -> dict:
+    """Fine-tune cfg.model on cfg.data; write metrics, summary, plots and checkpoints to run_dir.
+    With cfg.resume=RUN_DIR, continue that run from RUN_DIR/last.pt, in RUN_DIR; `overrides`
+    (default: what was typed on Hydra's command line) may extend it with epochs=N and may
+    change nothing else."""
+    started = time.time()
+    cfg, run_dir, resumed = open_run(cfg, run_dir, overrides)
+    with RunOutcome(run_dir, resumed) as outcome:
         runtime = setup_runtime(cfg)
         parts = build_parts(cfg, runtime)
-        if resumed:
-            progress = restore(parts, resumed, run_dir, runtime)
-        elif owner:  # so that a run killed during its first epoch can resume
-            save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, 0))
-        if owner and resumed and (read_summary(run_dir) or {}).get("status") == "completed":
-            # Extending a completed run: its final artifacts describe fewer epochs. Kept aside,
-            # so a run stopped mid-extension never reads as completed.
-            moved = move_aside(run_dir, list(FINAL_ARTIFACTS))
-            log.info("extending a completed run: its final artifacts are now in %s", moved)
-        writes_summary = owner
-        metrics = MetricsLog(run_dir / "metrics.csv" if owner else None)
-        try:
-            stage = "training"
+        progress = restore(parts, resumed, run_dir, runtime) if resumed else Progress()
+        if outcome.owner:
+            start_training(cfg, parts, progress, run_dir, resumed)
+        outcome.training(progress)
+        with MetricsLog(run_dir / "metrics.csv" if outcome.owner else None) as metrics:
             fit(cfg, parts, progress, run_dir, runtime, metrics)
-        finally:
-            metrics.close()
-        if not owner:
+        if not outcome.owner:
             return {"status": "completed", "best_val_acc": progress.best["val_acc"]}
-        stage = "the final artifacts"
-        summary = finish(
-            cfg,
-            parts,
-            progress,
-            run_dir,
-            runtime,
-            metrics.rows,
-            {
-                "world_size": runtime.ranks.world_size,
-                "seconds_total": time.time() - started,  # this invocation; epochs: metrics.csv
-                "resumed_after_epoch": resumed["epoch"] if resumed else None,
-            },
-        )
-    except KeyboardInterrupt:
-        where = f"epoch {progress.epoch}" if stage == "training" else stage
-        error = RunInterrupted(interrupted_message(where, run_dir))
-        if writes_summary:
-            write_json(run_dir / "summary.json", {"status": "interrupted", "error": str(error)})
-        raise error from None
-    except Exception as error:
-        if writes_summary:
-            reason = str(error) if isinstance(error, UserError) else one_line(error)
-            write_json(run_dir / "summary.json", {"status": "failed", "error": reason})
-        raise
-    finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
-        if lock:
-            lock.release()
+        outcome.stage = "the final artifacts"
+        extra = {
+            "world_size": runtime.ranks.world_size,
+            "seconds_total": time.time() - started,  # this invocation; epochs: metrics.csv
+            "resumed_after_epoch": resumed["epoch"] if resumed else None,
+        }
+        summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
     log.info(
         "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
         progress.best["val_acc"],
