@@ -8,10 +8,12 @@
 
 Both sides run the reference recipe (ResNet-18, batch 4, 224², SGD 0.001/0.9, the same images)
 in their own process, so each reports its own peak memory, and they take turns: A/B rounds of the
-same number of steps after a warm-up, so machine noise hits both alike. Reported: images/s (train,
-eval, median over rounds), peak memory (max RSS of the side's main process on CPU, max allocated
-on CUDA), this machine's measured fp32/bf16 matmul GFLOP/s and the fraction of it each side
-achieves. The last line is `speedup_vs_reference=<train images/s of hymtl / reference>`.
+same number of steps after a warm-up, so machine noise hits both alike (scripts/ab_harness.py).
+The hymtl side is set up as train() sets itself up (hymtl.train.setup_runtime and build_parts)
+and runs hymtl.loop's train_one_epoch/evaluate on a fixed number of batches. Reported: images/s
+(train, eval, median over rounds), peak memory (max RSS of the side's main process on CPU, max
+allocated on CUDA), this machine's measured fp32/bf16 matmul GFLOP/s and the fraction of it each
+side achieves. The last line is `speedup_vs_reference=<train images/s of hymtl / reference>`.
 
 Weights are random (speed does not depend on them; nothing is downloaded).
 """
@@ -19,8 +21,6 @@ Weights are random (speed does not depend on them; nothing is downloaded).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
@@ -28,28 +28,27 @@ from itertools import islice
 from pathlib import Path
 
 import torch
+from ab_harness import Side, SideFailed, Sides, max_rss_mb, median_rate
 
-# Each variant: hymtl overrides on top of the reference recipe. The last entry of the ablation
-# chain is hymtl's fastest setting for this machine; it is what speedup_vs_reference measures.
-FASTEST = [  # hymtl's defaults
-    "precision=auto", "channels_last=true", "num_workers=null", "reuse_freed_memory=true",
-]  # fmt: skip
+# Each variant: hymtl overrides on top of the reference recipe, as typed on the command line. The
+# last entry of the ablation chain is hymtl's fastest setting for this machine; it is what
+# speedup_vs_reference measures.
+FASTEST = "precision=auto channels_last=true num_workers=null reuse_freed_memory=true"  # defaults
 PLAIN_MALLOC = "reuse_freed_memory=false"
 ABLATION = {
-    "hymtl fp32, PIL decode per epoch, 4 workers": [
-        "precision=fp32", "channels_last=false", "data.cache_images=false", "num_workers=4",
-        PLAIN_MALLOC,
-    ],
-    "+ decoded-image cache, 0 workers": [
-        "precision=fp32", "channels_last=false", "num_workers=0", PLAIN_MALLOC,
-    ],
-    "+ channels_last": ["precision=fp32", "channels_last=true", "num_workers=0", PLAIN_MALLOC],
-    "+ bf16 autocast (precision=auto)": [
-        "precision=auto", "channels_last=true", "num_workers=null", PLAIN_MALLOC,
-    ],
+    "hymtl fp32, PIL decode per epoch, 4 workers": (
+        f"precision=fp32 channels_last=false data.cache_images=false num_workers=4 {PLAIN_MALLOC}"
+    ),
+    "+ decoded-image cache, 0 workers": (
+        f"precision=fp32 channels_last=false num_workers=0 {PLAIN_MALLOC}"
+    ),
+    "+ channels_last": f"precision=fp32 channels_last=true num_workers=0 {PLAIN_MALLOC}",
+    "+ bf16 autocast (precision=auto)": (
+        f"precision=auto channels_last=true num_workers=null {PLAIN_MALLOC}"
+    ),
     "+ reuse freed memory: defaults": FASTEST,
-    "+ torch.compile": [*FASTEST, "compile=true"],
-}  # fmt: skip
+    "+ torch.compile": f"{FASTEST} compile=true",
+}
 
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, seconds: float = 1.0):
@@ -157,17 +156,17 @@ class ReferenceSide:
 
 
 class HymtlSide:
-    """hymtl's own data pipeline, model builder and train_one_epoch/evaluate, fed a fixed number
-    of batches per round."""
+    """hymtl as train() sets it up (setup_runtime, build_parts) and its train_one_epoch/evaluate,
+    fed a fixed number of batches per round: a change to hymtl's loop or setup is measured
+    here as it is, without editing the bench."""
 
     def __init__(self, data: Path, device: torch.device, overrides: list[str]):
+        # Imported here, not at the top: the reference side's process (and its max RSS) must
+        # not carry hymtl's imports.
         from hydra import compose, initialize_config_module
-        from torch import nn
 
-        from hymtl import train as hymtl_train
-        from hymtl.config import resolve_num_workers
-        from hymtl.data import make_loader
-        from hymtl.runtime import reuse_freed_memory
+        from hymtl.loop import evaluate, train_one_epoch
+        from hymtl.train import build_parts, setup_runtime
 
         with initialize_config_module("hymtl.conf", version_base="1.3"):
             cfg = compose(
@@ -179,74 +178,41 @@ class HymtlSide:
                     *overrides,
                 ],
             )
-        self.hymtl = hymtl_train
-        self.device = device
-        if cfg.reuse_freed_memory and device.type == "cpu":
-            reuse_freed_memory()
-        self.cfg = cfg
-        splits = hymtl_train.build(cfg.data, seed=cfg.seed, _convert_="all")
-        self.model = hymtl_train.build(cfg.model, num_classes=len(splits.classes)).to(device)
-        if cfg.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.regularizer = hymtl_train.build(cfg.regularizer)
-        self.regularizer.attach(self.model)
-        self.optimizer = hymtl_train.build(cfg.optimizer, _convert_="all")(
-            self.regularizer.param_groups(self.model)
-        )
-        precision = hymtl_train.resolve_precision(cfg.precision.value, device)
-        self.precision = precision
-        self.autocast = hymtl_train.autocast_for(device, precision)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self.criterion = nn.CrossEntropyLoss()
-        pin = device.type == "cuda"
-        workers = resolve_num_workers(cfg.num_workers, device)
-        self.train_batches = forever(
-            make_loader(splits.train, cfg.batch_size, workers, True, cfg.seed, pin)
-        )
-        self.val_batches = forever(
-            make_loader(splits.val, cfg.batch_size, workers, False, cfg.seed, pin)
-        )
-        self.step_model = torch.compile(self.model) if cfg.compile else self.model
+        self.train_one_epoch, self.evaluate = train_one_epoch, evaluate
+        self.runtime = setup_runtime(cfg)
+        self.parts = build_parts(cfg, self.runtime)
+        self.precision = self.runtime.precision
+        self.train_batches = forever(self.parts.train_loader)
+        self.val_batches = forever(self.parts.val_loader)
 
     def train_steps(self, steps: int) -> int:
-        self.hymtl.train_one_epoch(
-            self.step_model,
-            _Counted(islice(self.train_batches, steps), self),
-            self.criterion,
-            self.regularizer,
-            self.optimizer,
-            self.scaler,
-            self.device,
-            self.autocast,
-            self.cfg.channels_last,
-            "",
+        parts, runtime = self.parts, self.runtime
+        stats = self.train_one_epoch(
+            model=parts.step_model,
+            loader=islice(self.train_batches, steps),
+            criterion=parts.criterion,
+            regularizer=parts.regularizer,
+            optimizer=parts.optimizer,
+            scaler=parts.scaler,
+            device=runtime.device,
+            autocast=runtime.autocast,
+            channels_last=parts.channels_last,
+            progress=False,
         )
-        return self._seen
+        return stats["seen"]
 
     def eval_steps(self, steps: int) -> int:
-        self.hymtl.evaluate(
-            self.step_model,
-            _Counted(islice(self.val_batches, steps), self),
-            self.criterion,
-            self.device,
-            self.autocast,
-            self.cfg.channels_last,
-            "",
+        parts, runtime = self.parts, self.runtime
+        evaluation = self.evaluate(
+            model=parts.eval_model,
+            loader=islice(self.val_batches, steps),
+            criterion=parts.criterion,
+            device=runtime.device,
+            autocast=runtime.autocast,
+            channels_last=parts.channels_last,
+            progress=False,
         )
-        return self._seen
-
-
-class _Counted:
-    """Counts the images that pass through, for the images/s numerator."""
-
-    def __init__(self, batches, owner):
-        self.batches, self.owner = batches, owner
-        owner._seen = 0
-
-    def __iter__(self):
-        for images, targets in self.batches:
-            self.owner._seen += len(targets)
-            yield images, targets
+        return len(evaluation["targets"])
 
 
 def frozen_comparison(data: Path, device: torch.device, epochs: int) -> float:
@@ -272,55 +238,54 @@ def frozen_comparison(data: Path, device: torch.device, epochs: int) -> float:
         reference_epochs.append(time.perf_counter() - start)
     with tempfile.TemporaryDirectory() as run_dir:
         with initialize_config_module("hymtl.conf", version_base="1.3"):
-            cfg = compose("config", overrides=[
-                f"data.root={data}", "model.pretrained=false", "model.freeze_backbone=true",
-                f"epochs={epochs}", f"device={device}",
-            ])  # fmt: skip
+            overrides = f"model.pretrained=false model.freeze_backbone=true epochs={epochs}"
+            cfg = compose(
+                "config", overrides=[f"data.root={data}", f"device={device}", *overrides.split()]
+            )
         summary = train(cfg, run_dir)
     hymtl_epoch = summary["seconds_per_epoch"]
     reference_epoch = statistics.median(reference_epochs)
     once = summary["seconds_total"] - hymtl_epoch * epochs
     print(f"frozen backbone, {epochs} epochs of ResNet-18 on {data}:")
     print(f"  tutorial fixed-feature-extractor loop: {reference_epoch:8.2f} s/epoch")
-    print(f"  hymtl model.freeze_backbone=true:      {hymtl_epoch:8.2f} s/epoch "
-          f"(+ {once:.1f} s once: data scan, feature extraction, artifacts)")  # fmt: skip
+    print(
+        f"  hymtl model.freeze_backbone=true:      {hymtl_epoch:8.2f} s/epoch "
+        f"(+ {once:.1f} s once: data scan, feature extraction, artifacts)"
+    )
     print(f"  per-epoch speedup: {reference_epoch / hymtl_epoch:.0f}×")
     return reference_epoch / hymtl_epoch
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+class TimedSide:
+    """A bench side as the A/B harness times it: task "train" or "eval", CUDA work waited for,
+    peak memory as max allocated on CUDA (the harness's default, max RSS, on CPU)."""
+
+    def __init__(self, side, device: torch.device):
+        self.side, self.device = side, device
+        self.info = getattr(side, "precision", "fp32")  # the tutorial loop runs fp32
+
+    def run(self, task: str, steps: int) -> int:
+        return self.side.train_steps(steps) if task == "train" else self.side.eval_steps(steps)
+
+    def wait(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated() / 2**20
+        return max_rss_mb()
 
 
-def side_process(connection, kind: str, data: str, device_name: str, args: dict) -> None:
-    """Child: build one side, then time what the parent asks for, one command at a time."""
-    # A spawned child would start its DataLoader workers by spawn too, re-importing torch in
-    # each of them at every epoch (seconds per epoch); a user's script gets the platform's
-    # default (fork on Linux), so the sides do too.
-    mp.set_start_method(args["start_method"], force=True)
+def build_side(spec: dict) -> TimedSide:
+    """One side, in its own process (ab_harness.Side.build)."""
     torch.manual_seed(0)
-    device = torch.device(device_name)
-    side = (
-        ReferenceSide(Path(data), device, args["num_workers"])
-        if kind == "reference"
-        else HymtlSide(Path(data), device, args["overrides"])
-    )
-    connection.send(("ready", getattr(side, "precision", "fp32")))
-    while True:
-        command, steps = connection.recv()
-        if command == "stop":
-            break
-        sync(device)
-        start = time.perf_counter()
-        seen = side.train_steps(steps) if command == "train" else side.eval_steps(steps)
-        sync(device)
-        elapsed = time.perf_counter() - start
-        if device.type == "cuda":
-            peak_mb = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        connection.send((seen / elapsed, peak_mb))
+    device = torch.device(spec["device"])
+    if spec["kind"] == "reference":
+        side = ReferenceSide(Path(spec["data"]), device, spec["num_workers"])
+    else:
+        side = HymtlSide(Path(spec["data"]), device, spec["overrides"].split())
+    return TimedSide(side, device)
 
 
 def main() -> int:
@@ -369,56 +334,25 @@ def main() -> int:
         f"ResNet-18 train step {flops / 1e9:.1f} GFLOP/image (fwd+bwd, counted)"
     )
 
-    variants = {"reference (tutorial loop)": ("reference", [])}
+    reference_name = "reference (tutorial loop)"
     chosen = ABLATION if args.ablation else {"hymtl (fastest)": FASTEST}
-    variants.update({name: ("hymtl", overrides) for name, overrides in chosen.items()})
-    context = mp.get_context("spawn")
-    sides = {}
-    for name, (kind, overrides) in variants.items():
-        parent_end, child_end = context.Pipe()
-        process = context.Process(
-            target=side_process,
-            args=(
-                child_end,
-                kind,
-                str(args.data),
-                str(device),
-                {
-                    "num_workers": args.num_workers,
-                    "overrides": overrides,
-                    "start_method": mp.get_start_method(),
-                },
-            ),
-            daemon=False,  # sides start their own DataLoader workers
-        )
-        process.start()
-        sides[name] = (parent_end, process)
-    precisions = {}
-    for name, (connection, _) in sides.items():
-        _, precisions[name] = connection.recv()
+    common = {"data": str(args.data), "device": str(device), "num_workers": args.num_workers}
+    sides = {reference_name: Side(build_side, {**common, "kind": "reference"})}
+    for name, overrides in chosen.items():
+        sides[name] = Side(build_side, {**common, "kind": "hymtl", "overrides": overrides})
+    # Warm-up: first batches, allocator, oneDNN kernels, torch.compile; timed, not compared.
+    warmup = [("train", args.warmup), ("eval", args.warmup)]
+    try:
+        with Sides(sides) as running:
+            warmups = running.take_turns(warmup, rounds=1)
+            tasks = [("train", args.train_steps), ("eval", args.eval_steps)]
+            timings = running.take_turns(tasks, args.rounds)
+            precisions = running.info
+    except SideFailed as error:
+        print(f"bench: side {error}", file=sys.stderr)
+        return 1
 
-    def ask(name, command, steps):
-        connection = sides[name][0]
-        connection.send((command, steps))
-        return connection.recv()
-
-    results = {name: {"train": [], "eval": [], "peak_mb": 0.0, "warmup_s": 0.0} for name in sides}
-    for name in sides:  # warm-up: first batches, allocator, oneDNN kernels, torch.compile
-        for command in ("train", "eval"):
-            rate, _ = ask(name, command, args.warmup)
-            results[name]["warmup_s"] += args.warmup * 4 / rate
-    for round_index in range(args.rounds):
-        order = list(sides) if round_index % 2 == 0 else list(reversed(sides))
-        for command, steps in (("train", args.train_steps), ("eval", args.eval_steps)):
-            for name in order:
-                rate, peak = ask(name, command, steps)
-                results[name][command].append(rate)
-                results[name]["peak_mb"] = max(results[name]["peak_mb"], peak)
-    for connection, process in sides.values():
-        connection.send(("stop", 0))
-        process.join()
-
-    reference = statistics.median(results["reference (tutorial loop)"]["train"])
+    reference = median_rate(timings[reference_name]["train"])
     memory = "max allocated" if device.type == "cuda" else "max RSS"
     print(
         f"\n{args.rounds} rounds × {args.train_steps} train / {args.eval_steps} eval batches "
@@ -428,23 +362,25 @@ def main() -> int:
         f"{'side':42} {'train img/s':>11} {'eval img/s':>10} {'speedup':>8} "
         f"{'of peak':>8} {memory + ' MiB':>15} {'warm-up s':>9}"
     )
-    fastest_name = next(name for name, (_, overrides) in variants.items() if overrides == FASTEST)
-    for name, result in results.items():
-        train_rate = statistics.median(result["train"])
-        peak = bf16 if precisions[name] in ("bf16", "fp16") else fp32
+    for name, timing in timings.items():
+        train_rate = median_rate(timing["train"])
+        matmul_peak = bf16 if precisions[name] in ("bf16", "fp16") else fp32
+        peak_mb = max(round_.peak_mb for task in timing.values() for round_ in task)
+        warmup_s = sum(round_.seconds for task in warmups[name].values() for round_ in task)
         print(
-            f"{name:42} {train_rate:11.1f} {statistics.median(result['eval']):10.1f} "
-            f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / peak:7.1%} "
-            f"{result['peak_mb']:15.0f} {result['warmup_s']:9.1f}"
+            f"{name:42} {train_rate:11.1f} {median_rate(timing['eval']):10.1f} "
+            f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / matmul_peak:7.1%} "
+            f"{peak_mb:15.0f} {warmup_s:9.1f}"
         )
-    speedup = statistics.median(results[fastest_name]["train"]) / reference
+    fastest_name = next(name for name, overrides in chosen.items() if overrides == FASTEST)
+    speedup = median_rate(timings[fastest_name]["train"]) / reference
     print("train img/s per round:")
-    for name, result in results.items():
-        print(f"  {name:43} {' '.join(f'{rate:5.1f}' for rate in result['train'])}")
+    for name, timing in timings.items():
+        print(f"  {name:43} {' '.join(f'{round_.rate:5.1f}' for round_ in timing['train'])}")
     print(
         f"(of peak: train GFLOP/s achieved / this machine's matmul GFLOP/s at the side's "
         f"precision; warm-up s: the untimed first batches, torch.compile included; "
-        f"hymtl fastest = {' '.join(FASTEST)})"
+        f"hymtl fastest = {FASTEST})"
     )
     print(f"speedup_vs_reference={speedup:.3f}")
     return 0

@@ -7,8 +7,10 @@ Every variant trains ResNet-18 (batch 4, bf16 autocast, channels_last, random we
 hymtl's cached, augmented training images in its own process; the variants take turns, rounds of
 `--steps` batches after a warm-up, and the table gives each one's median images/s and its
 median per-round ratio to the first variant (the per-round ratio cancels most machine noise).
-scripts/bench.py compares hymtl's kept settings with the tutorial loop; this script is the
-record of what was measured and dropped (docs/performance.md).
+Each variant starts from hymtl's own setup (hymtl.train.setup_runtime and build_parts) and trains
+with hymtl.loop.train_one_epoch, changing only what it tries. scripts/bench.py compares hymtl's
+kept settings with the tutorial loop; this script is the record of what was measured and dropped
+(docs/performance.md).
 
 Variants: base (hymtl's defaults without reuse_freed_memory), reuse_freed_memory, pure_bf16
 (bf16 model, fp32 master weights), foreach_sgd, fused_sgd, compile, uint8_aug (augment to uint8,
@@ -19,19 +21,42 @@ in a thread), omp_bind (OMP_PROC_BIND=close), thp (THP_MEM_ALLOC_ENABLE=1).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
-import multiprocessing as mp
-import os
-import statistics
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from pathlib import Path
 
+import torch
+from ab_harness import Side, SideFailed, Sides, median_rate, median_ratio
+from hydra import compose, initialize_config_module
+from torch import nn
+from torchvision import transforms
+
+from hymtl.loop import train_one_epoch
+from hymtl.train import build_parts, setup_runtime
+
 VARIANTS = (
-    "base", "reuse_freed_memory", "pure_bf16", "foreach_sgd", "fused_sgd", "compile",
-    "uint8_aug", "one_worker", "prefetch_thread", "omp_bind", "thp",
-)  # fmt: skip
+    "base reuse_freed_memory pure_bf16 foreach_sgd fused_sgd compile uint8_aug one_worker "
+    "prefetch_thread omp_bind thp"
+).split()
+# What every variant trains with; base is this and nothing else.
+RECIPE = (
+    "model.pretrained=false device=cpu batch_size=4 precision=bf16 channels_last=true "
+    "num_workers=0 reuse_freed_memory=false"
+)
+CONFIG_CHANGES = {
+    "reuse_freed_memory": "reuse_freed_memory=true",
+    "compile": "compile=true",
+    "one_worker": "num_workers=1",
+}
+# Read once, when torch and its OpenMP runtime load: set from the side process's start.
+ENVIRONMENT_CHANGES = {
+    "omp_bind": {"OMP_PROC_BIND": "close", "OMP_PLACES": "cores"},
+    "thp": {"THP_MEM_ALLOC_ENABLE": "1"},
+}
+WARMUP_STEPS = 3
 
 
 def forever(loader):
@@ -39,103 +64,121 @@ def forever(loader):
         yield from loader
 
 
-def build_step(variant: str, torch, model):
-    """The train step of one variant: (images, targets) -> loss."""
-    import torch.nn.functional as F
-
-    if variant == "pure_bf16":
-        master = list(model.parameters())
-        low_model = copy.deepcopy(model).to(torch.bfloat16)  # starts equal to the master
-        low = list(low_model.parameters())
-        optimizer = torch.optim.SGD(master, lr=1e-3, momentum=0.9)
-
-        def step(images, targets):
-            loss = F.cross_entropy(low_model(images.to(torch.bfloat16)).float(), targets)
-            for param in low:
-                param.grad = None
-            loss.backward()
-            for param, low_param in zip(master, low):
-                param.grad = low_param.grad.float()
-            optimizer.step()
-            with torch.no_grad():
-                torch._foreach_copy_(low, master)
-            return loss.item()
-
-        return step
-
-    options = {"fused_sgd": {"fused": True}, "foreach_sgd": {"foreach": True}}.get(variant, {})
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, **options)
-    step_model = torch.compile(model) if variant == "compile" else model
-
-    def step(images, targets):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            logits = step_model(images)
-        loss = F.cross_entropy(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return loss.item()
-
-    return step
-
-
-def side(connection, variant: str, data: str, start_method: str) -> None:
-    # Spawned, this process would spawn its DataLoader worker too (torch re-imported each epoch).
-    mp.set_start_method(start_method, force=True)
-    # Environment switches must be set before torch (and its OpenMP runtime) loads.
-    if variant == "omp_bind":
-        os.environ.update(OMP_PROC_BIND="close", OMP_PLACES="cores")
-    if variant == "thp":
-        os.environ["THP_MEM_ALLOC_ENABLE"] = "1"
-    import torch
-    import torchvision
-    from torchvision import transforms
-
-    from hymtl.data import load_data, make_loader
-    from hymtl.runtime import reuse_freed_memory
-
-    if variant == "reuse_freed_memory":
-        reuse_freed_memory()
-    torch.manual_seed(0)
-    splits = load_data("hymenoptera", data)
-    normalize = None
-    if variant == "uint8_aug":
-        splits.train.transform = transforms.Compose(
-            [transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
-             transforms.PILToTensor()]
-        )  # fmt: skip
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1) * 255
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1) * 255
-        normalize = lambda images: (images.float() - mean) / std  # noqa: E731
-    workers = 1 if variant == "one_worker" else 0
-    batches = forever(make_loader(splits.train, 4, workers, True, 0, False))
-    model = torchvision.models.resnet18(num_classes=2).to(memory_format=torch.channels_last)
-    step = build_step(variant, torch, model)
-
-    def train(images, targets):
-        images = images.contiguous(memory_format=torch.channels_last)
-        return step(normalize(images) if normalize else images, targets)
-
-    pool = ThreadPoolExecutor(1) if variant == "prefetch_thread" else None
-    pending = pool.submit(next, batches) if pool else None
-
-    def next_batch():
-        nonlocal pending
-        if pool is None:
-            return next(batches)
+def prefetched(batches, pool: ThreadPoolExecutor):
+    """The same batches, each augmented in `pool`'s thread while the step before it runs."""
+    pending = pool.submit(next, batches)
+    while True:
         batch, pending = pending.result(), pool.submit(next, batches)
-        return batch
+        yield batch
 
-    for _ in range(3):
-        train(*next_batch())
-    connection.send("ready")
-    while (steps := connection.recv()) > 0:
-        start = time.perf_counter()
-        for _ in range(steps):
-            train(*next_batch())
-        connection.send(4 * steps / (time.perf_counter() - start))
-    if pool:
-        pool.shutdown(cancel_futures=True)
+
+class CastInput(nn.Module):
+    """The model, fed its input in `dtype` (pure_bf16: a bf16 model without autocast)."""
+
+    def __init__(self, model: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.model, self.dtype = model, dtype
+
+    def forward(self, images):
+        return self.model(images.to(self.dtype))
+
+
+class NormalizeInput(nn.Module):
+    """The model, fed uint8 images that it normalizes as one batch (uint8_aug)."""
+
+    def __init__(self, model: nn.Module, mean, std):
+        super().__init__()
+        self.model = model
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std).view(1, 3, 1, 1) * 255
+
+    def forward(self, images):
+        return self.model((images.float() - self.mean) / self.std)
+
+
+class MasterWeights:
+    """pure_bf16's optimizer: the bf16 copy's gradients step the fp32 master weights, which are
+    then copied back into the bf16 copy."""
+
+    def __init__(self, optimizer, master_model, low_model):
+        self.optimizer = optimizer
+        self.master = list(master_model.parameters())
+        self.low = list(low_model.parameters())
+
+    def zero_grad(self, set_to_none: bool = True):
+        for param in self.low:
+            param.grad = None
+
+    def step(self):
+        for param, low_param in zip(self.master, self.low, strict=True):
+            param.grad = low_param.grad.float()
+        self.optimizer.step()
+        with torch.no_grad():
+            torch._foreach_copy_(self.low, self.master)
+
+
+def with_options(optimizer, **options):
+    """The same optimizer over the same parameter groups, with `options` (foreach=, fused=).
+    The scheduler keeps the old one; no variant steps it."""
+    groups = [{**group, **options} for group in optimizer.param_groups]
+    return type(optimizer)(groups, **options)
+
+
+class VariantSide:
+    """One variant, built from hymtl's parts: `run` trains `steps` batches with
+    train_one_epoch."""
+
+    def __init__(self, variant: str, data: str):
+        overrides = [f"data.root={data}", *RECIPE.split(), *CONFIG_CHANGES.get(variant, "").split()]
+        with initialize_config_module("hymtl.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        self.runtime = setup_runtime(cfg)
+        self.parts = parts = build_parts(cfg, self.runtime)
+        self.autocast = self.runtime.autocast
+        self.batches = forever(parts.train_loader)
+        if variant == "pure_bf16":
+            low_model = copy.deepcopy(parts.model).to(torch.bfloat16)  # equal to the master
+            parts.step_model = CastInput(low_model, torch.bfloat16)
+            parts.optimizer = MasterWeights(parts.optimizer, parts.model, low_model)
+            self.autocast = contextlib.nullcontext  # the model is bf16 through and through
+        elif variant == "foreach_sgd":
+            parts.optimizer = with_options(parts.optimizer, foreach=True)
+        elif variant == "fused_sgd":
+            parts.optimizer = with_options(parts.optimizer, fused=True)
+        elif variant == "uint8_aug":
+            # The train loader holds this very dataset: its next batches come as uint8.
+            parts.splits.train.transform = transforms.Compose(
+                [
+                    transforms.RandomResizedCrop(cfg.data.image_size),
+                    transforms.RandomHorizontalFlip(),
+                    transforms.PILToTensor(),
+                ]
+            )
+            parts.step_model = NormalizeInput(parts.step_model, cfg.data.mean, cfg.data.std)
+        elif variant == "prefetch_thread":
+            self.batches = prefetched(self.batches, ThreadPoolExecutor(1))
+
+    def run(self, task: str, steps: int) -> int:
+        parts = self.parts
+        stats = train_one_epoch(
+            model=parts.step_model,
+            loader=islice(self.batches, steps),
+            criterion=parts.criterion,
+            regularizer=parts.regularizer,
+            optimizer=parts.optimizer,
+            scaler=parts.scaler,
+            device=self.runtime.device,
+            autocast=self.autocast,
+            channels_last=parts.channels_last,
+            progress=False,
+        )
+        return stats["seen"]
+
+
+def build_variant(spec: tuple[str, str]) -> VariantSide:
+    """One variant, in its own process (ab_harness.Side.build)."""
+    variant, data = spec
+    return VariantSide(variant, data)
 
 
 def main() -> int:
@@ -153,39 +196,24 @@ def main() -> int:
     if not (args.data / "train").is_dir():
         print(f"step_variants: {args.data}/train not found; pass --data DIR", file=sys.stderr)
         return 2
-    context = mp.get_context("spawn")
-    connections, processes = {}, {}
-    for name in variants:
-        parent_end, child_end = context.Pipe()
-        processes[name] = context.Process(
-            target=side, args=(child_end, name, str(args.data), mp.get_start_method())
-        )
-        processes[name].start()
-        connections[name] = parent_end
-
-    def receive(name):
-        while not connections[name].poll(1.0):
-            if not processes[name].is_alive():
-                for process in processes.values():
-                    process.terminate()
-                raise SystemExit(f"step_variants: variant {name} failed (its traceback is above)")
-        return connections[name].recv()
-
-    for name in variants:
-        receive(name)
-    rates = {name: [] for name in variants}
-    for round_index in range(args.rounds):
-        for name in variants if round_index % 2 == 0 else variants[::-1]:
-            connections[name].send(args.steps)
-            rates[name].append(receive(name))
-    for connection in connections.values():
-        connection.send(0)
+    sides = {
+        name: Side(build_variant, (name, str(args.data)), ENVIRONMENT_CHANGES.get(name, {}))
+        for name in variants
+    }
+    try:
+        with Sides(sides) as running:
+            running.take_turns([("train", WARMUP_STEPS)], rounds=1)
+            timings = running.take_turns([("train", args.steps)], args.rounds)
+    except SideFailed as error:
+        print(f"step_variants: variant {error}", file=sys.stderr)
+        return 1
     first = variants[0]
     print(f"{'variant':20} {'img/s':>6} {'per-round ratio to ' + first:>28}  img/s per round")
     for name in variants:
-        ratio = statistics.median(a / b for a, b in zip(rates[name], rates[first]))
-        rounds = " ".join(f"{rate:.1f}" for rate in rates[name])
-        print(f"{name:20} {statistics.median(rates[name]):6.1f} {ratio:28.3f}  {rounds}")
+        rounds = timings[name]["train"]
+        ratio = median_ratio(rounds, timings[first]["train"])
+        per_round = " ".join(f"{timing.rate:.1f}" for timing in rounds)
+        print(f"{name:20} {median_rate(rounds):6.1f} {ratio:28.3f}  {per_round}")
     return 0
 
 

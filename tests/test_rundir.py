@@ -196,7 +196,9 @@ def test_a_run_dir_in_use_is_locked(tmp_path):
 
 @pytest.mark.slow
 def test_config_errors_are_refused_before_any_directory_is_made(tmp_path):
-    for override in ("+epoch=3", "seed=-1", "threads=-1", "lambda_l1=inf", "+optimizer.lrr=1"):
+    overrides = ("+epoch=3", "seed=-1", "threads=-1", "lambda_l1=inf", "+optimizer.lrr=1")
+    overrides += ("epoch=3", "model=resnet999", "epochs=many")  # Hydra's own composition errors
+    for override in overrides:
         run_dir = tmp_path / "run"
         result = run_cli([override, f"hydra.run.dir={run_dir}"], tmp_path)
         assert result.returncode == 2, (override, result.stderr[-2000:])
@@ -263,3 +265,62 @@ def test_a_sweep_rerun_keeps_resumes_and_restarts_its_jobs(image_root, tmp_path)
     (line,) = error_lines(other.stderr)
     assert "holds a run with another config (lambda_l1: 0.03 -> 0.5" in line
     assert snapshot(sweep) == before
+
+
+def test_composition_errors_are_one_line_with_the_near_miss():
+    from hymtl.train import override_problem
+
+    assert override_problem(["epoch=3"]).startswith("unknown config key epoch (did you mean epochs")
+    assert override_problem(["optimizer.lrr=1"]).startswith(
+        "unknown config key optimizer.lrr (did you mean optimizer.lr?)"
+    )
+    assert override_problem(["model=resnet999"]) == (
+        "model=resnet999 is not an option; model options: mobilenet_v2, resnet18, resnet50"
+    )
+    assert "could not be converted to Integer" in override_problem(["epochs=many"])
+    assert override_problem(["-m", "epoch=3"]) is None  # sweeps: checked job by job
+    assert override_problem(["regularizer=l1", "lambda_l1=0.05"]) is None
+
+
+def test_a_file_is_not_a_run_dir(tmp_path):
+    from hymtl.rundir import claim_for_new_run
+
+    (tmp_path / "run").write_text("notes")
+    with pytest.raises(UserError, match="is a file, not a run directory"):
+        claim_for_new_run(tmp_path / "run", overwrite=True)
+    assert (tmp_path / "run").read_text() == "notes"
+
+
+@pytest.mark.slow
+def test_a_last_training_batch_of_one_image_is_skipped(tmp_path):
+    """25 images at batch 4 leave one image: BatchNorm cannot train on it (32-px images end
+    at 1x1 feature maps); the epoch skips it instead of crashing."""
+    from hymtl.toydata import make_toy_image_folder, write_class_images
+
+    root = make_toy_image_folder(tmp_path / "images")
+    write_class_images(root / "extra", classes=("ants",), per_class=1, seed=9)
+    (root / "extra" / "ants" / "ants_0.jpg").rename(root / "train" / "ants" / "extra.jpg")
+    summary = train(compose_config(base(root)), tmp_path / "run")
+    assert summary["status"] == "completed" and summary["n_train"] == 25
+
+
+@pytest.mark.slow
+def test_sigterm_during_start_up_is_one_line_and_exit_130(image_root, tmp_path):
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hymtl.train", *base(image_root), f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run_dir / ".hydra").exists():  # Hydra's files: the
+        time.sleep(0.01)  # first thing on disk; training is seconds away
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    (line,) = error_lines(stderr)
+    assert "nothing to resume" in line or "resume=" in line
+    assert "Traceback" not in stderr

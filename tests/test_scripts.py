@@ -2,9 +2,11 @@
 
 import importlib.util
 import json
+import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,13 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def scripts_importable(monkeypatch):
+    """scripts/ on sys.path, as when a script runs: `import ab_harness` works, in spawned side
+    processes too (they start with the parent's sys.path)."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
 
 
 def paired_seeds(*args) -> subprocess.CompletedProcess:
@@ -115,6 +124,137 @@ def test_step_variants_times_each_variant_and_refuses_unknown_ones(tmp_path):
     assert float(rows["fused_sgd"][1]) > 0 and len(rows["fused_sgd"]) == 3 + 2  # 2 rounds
     unknown = run("base,turbo")
     assert unknown.returncode == 2 and "unknown ['turbo']" in unknown.stderr
+
+
+class LoggedSide:
+    """A trivial A/B side: each step sleeps 50 ms and counts `items_per_step` items, so a side
+    with three times the items per step runs at three times the rate; every run is logged to a
+    shared file, in the order the sides ran. Its `info` is its own environment variable.
+    `fail` makes it raise while built or in its second run, or die there without a word."""
+
+    def __init__(self, spec: dict):
+        self.spec = spec
+        if spec.get("fail") == "build":
+            raise ValueError("no such model")
+        self.info = os.environ.get("AB_HARNESS_TEST_SIDE")
+        self.runs = 0
+
+    def run(self, task: str, steps: int) -> int:
+        self.runs += 1
+        if self.runs == 2 and self.spec.get("fail") == "raise":
+            raise RuntimeError("out of memory in round 2")
+        if self.runs == 2 and self.spec.get("fail") == "die":
+            os._exit(3)  # as a segfault or the OOM killer would: no message, no traceback
+        with open(self.spec["log"], "a") as log:
+            log.write(f"{self.spec['name']} {task} {steps}\n")
+        time.sleep(0.05 * steps)
+        return steps * self.spec["items_per_step"]
+
+
+def test_ab_harness_takes_turns_and_reports_the_median_per_round_ratio(
+    tmp_path, scripts_importable
+):
+    from ab_harness import Side, Sides, median_rate, median_ratio
+
+    log = tmp_path / "turns.log"
+    sides = {
+        name: Side(
+            LoggedSide,
+            {"name": name, "log": str(log), "items_per_step": items},
+            environment={"AB_HARNESS_TEST_SIDE": f"{name}'s own"},
+        )
+        for name, items in (("a", 1), ("b", 3))
+    }
+    with Sides(sides) as running:
+        # what each side sent when ready: its environment, set for it alone
+        assert running.info == {"a": "a's own", "b": "b's own"}
+        assert "AB_HARNESS_TEST_SIDE" not in os.environ
+        timings = running.take_turns([("train", 2), ("eval", 1)], rounds=3)
+    # each task of each round on every side; the order flips every round
+    assert log.read_text().splitlines() == [
+        *("a train 2", "b train 2", "a eval 1", "b eval 1"),
+        *("b train 2", "a train 2", "b eval 1", "a eval 1"),
+        *("a train 2", "b train 2", "a eval 1", "b eval 1"),
+    ]
+    assert [len(timings[name][task]) for name in "ab" for task in ("train", "eval")] == [3] * 4
+    assert median_rate(timings["a"]["train"]) == pytest.approx(1 / 0.05, rel=0.5)
+    assert median_ratio(timings["b"]["train"], timings["a"]["train"]) == pytest.approx(3, rel=0.3)
+    assert all(not process.is_alive() for process in running.processes.values())
+
+
+def test_ab_harness_ratio_pairs_rounds_rather_than_dividing_medians(scripts_importable):
+    from ab_harness import Timing, median_rate, median_ratio
+
+    def rounds(*rates):
+        return [Timing(rate, 1.0, 0.0) for rate in rates]
+
+    # round 2 was fast for a and slow for b: its ratio (0.5) is the outlier, the others say 2
+    a, b = rounds(10, 20, 30), rounds(20, 10, 60)
+    assert median_ratio(b, a) == 2.0
+    assert median_rate(b) / median_rate(a) == 1.0  # what dividing medians would have said
+    with pytest.raises(ValueError):  # rounds that do not pair up are a bug, not a result
+        median_ratio(rounds(1, 2), rounds(1))
+
+
+@pytest.mark.parametrize(
+    ("fail", "message"),
+    [
+        ("build", "broken failed: ValueError: no such model (its traceback is above)"),
+        ("raise", "broken failed: RuntimeError: out of memory in round 2 (its traceback is above)"),
+        ("die", "broken died (exit code 3) before answering; its output is above"),
+    ],
+)
+def test_ab_harness_names_a_side_that_fails_and_stops_the_others(
+    tmp_path, scripts_importable, fail, message
+):
+    from ab_harness import Side, SideFailed, Sides
+
+    log = str(tmp_path / "turns.log")
+    sides = {
+        name: Side(LoggedSide, {"name": name, "log": log, "items_per_step": 1, "fail": failing})
+        for name, failing in (("fine", None), ("broken", fail))
+    }
+    running = Sides(sides)
+    start = time.monotonic()
+    with pytest.raises(SideFailed) as failure:
+        with running:
+            running.take_turns([("train", 1)], rounds=3)
+    assert str(failure.value) == message
+    assert time.monotonic() - start < 60  # named, not hung
+    assert all(not process.is_alive() for process in running.processes.values())
+
+
+def test_bench_hymtl_side_is_built_by_build_parts_and_runs_the_loop(
+    tmp_path, scripts_importable, monkeypatch
+):
+    import torch
+
+    import hymtl.loop
+    import hymtl.train
+    from hymtl.toydata import make_toy_image_folder
+
+    bench = load_script("bench")
+    data = make_toy_image_folder(tmp_path / "toy", train_per_class=4, val_per_class=2)
+    called = []
+
+    def recorded(name, function):
+        def record_and_call(*args, **kwargs):
+            called.append(name)
+            return function(*args, **kwargs)
+
+        return record_and_call
+
+    for module, name in [
+        (hymtl.train, "setup_runtime"),
+        (hymtl.train, "build_parts"),
+        (hymtl.loop, "train_one_epoch"),
+    ]:
+        monkeypatch.setattr(module, name, recorded(name, getattr(module, name)))
+    side = bench.HymtlSide(data, torch.device("cpu"), bench.FASTEST.split())
+    assert side.train_steps(3) == 12  # batches of 4, the train split cycled past its end
+    assert side.eval_steps(1) == 4
+    # the loop and setup that train() uses, as they are now: a change there is benched as is
+    assert called == ["setup_runtime", "build_parts", "train_one_epoch"]
 
 
 def test_paired_seeds_without_regularizer_on_a_four_regularizer_sweep_names_the_flags(tmp_path):

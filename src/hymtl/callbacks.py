@@ -48,6 +48,8 @@ class RunStartGuard(Callback):
     is not a run) is one line and leaves every directory as it was: Hydra would otherwise
     create the run dir and write .hydra/ and train.log into it before hymtl's code runs."""
 
+    new_run_dir: Path | None = None  # a new single run's directory, once it may be written
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hymtl.distributed import launched_ranks
         from hymtl.resume import NothingToResume
@@ -55,6 +57,8 @@ class RunStartGuard(Callback):
         speaks = launched_ranks().is_main
         try:
             check_run_start(config)
+            if not config.resume and speaks:
+                RunStartGuard.new_run_dir = Path(config.hydra.run.dir)
         except NothingToResume as message:
             if speaks:
                 print(f"hymtl: {message}", file=sys.stderr)
@@ -95,12 +99,13 @@ def basic_sweep_jobs(config: DictConfig) -> list[list[str]]:
     return [job for batch in batches for job in batch]
 
 
-def check_sweep_start(config: DictConfig) -> list[str]:
+def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
     """Before a basic sweep launches anything: every job's config is checked, and every job
-    directory that already holds a run is classified. Returns the job dirs of failed runs,
-    whose files go aside so the jobs start again; raises UserError naming every job that
-    cannot run (bad config, a directory holding another config or a running run). Completed
-    and interrupted jobs need nothing here: the job itself keeps or resumes them."""
+    directory that already holds a run is classified. Returns (the job dirs of failed runs,
+    whose files go aside so the jobs start again; the job dirs of completed runs with the same
+    config, which the jobs keep); raises UserError naming every job that cannot run (bad
+    config, a directory holding another config or a running run). Interrupted jobs need
+    nothing here: the job itself resumes them."""
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
@@ -108,7 +113,7 @@ def check_sweep_start(config: DictConfig) -> list[str]:
     from hymtl.rundir import config_differences, run_state, same_config
 
     loader = GlobalHydra.instance().config_loader()
-    problems, restart = [], []
+    problems, restart, kept = [], [], []
     hydra_config = HydraConfig.instance().cfg
     try:
         for number, overrides in enumerate(basic_sweep_jobs(config)):
@@ -139,6 +144,8 @@ def check_sweep_start(config: DictConfig) -> list[str]:
                 )
             elif state.status == "failed" or state.epoch is None:
                 restart.append(job_dir)
+            elif state.status == "completed":
+                kept.append(job_dir)
     finally:
         HydraConfig.instance().cfg = hydra_config
     if problems:
@@ -146,7 +153,7 @@ def check_sweep_start(config: DictConfig) -> list[str]:
             f"{len(problems)} job(s) of this sweep cannot run: {' | '.join(problems)}; "
             "fix them, or choose another hydra.sweep.dir="
         )
-    return restart
+    return restart, kept
 
 
 class SweepStartGuard(Callback):
@@ -159,10 +166,11 @@ class SweepStartGuard(Callback):
         from hymtl.rundir import move_aside
 
         quiet_third_party_logging()
+        self.kept_hydra_files: dict[Path, bytes] = {}
         if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
             return
         try:
-            restart = check_sweep_start(config)
+            restart, kept = check_sweep_start(config)
         except UserError as error:
             print(f"hymtl: error: {error}", file=sys.stderr)
             sys.exit(2)
@@ -170,6 +178,15 @@ class SweepStartGuard(Callback):
             moved = move_aside(job_dir)
             where = display_path(job_dir)
             print(f"hymtl: {where}: a failed job, started again; old files in {moved}")
+        # Hydra rewrites every job's .hydra/ before the job runs; a kept job's must go on
+        # describing the invocation that produced its results.
+        for job_dir in kept:
+            for path in (job_dir / ".hydra").glob("*"):
+                self.kept_hydra_files[path] = path.read_bytes()
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        for path, content in getattr(self, "kept_hydra_files", {}).items():
+            path.write_bytes(content)
 
 
 class SweepOutcome(Callback):

@@ -34,6 +34,21 @@ def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
+def suggest_key(dotted: str) -> str:
+    """`dotted` with the key of the reference config it was probably meant to be, if any."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("hymtl.conf", version_base="1.3"):
+        reference = compose("config")
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(reference, parent) if parent else reference
+    known = [str(key) for key in node.keys()] if isinstance(node, DictConfig) else []
+    guess = difflib.get_close_matches(leaf, known, n=1)
+    if not guess:
+        return dotted
+    return f"{dotted} (did you mean {parent + '.' if parent else ''}{guess[0]}?)"
+
+
 def unknown_keys(node: DictConfig, path: str = "") -> list[str]:
     """Keys the schema does not know, with the known key they were probably meant to be.
     Hydra's `+key=value` adds a key even to a typed node; nothing would ever read it."""

@@ -298,9 +298,8 @@ def load_data(
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         hint = " (fetch it with `python scripts/download_data.py`)" if name == "hymenoptera" else ""
-        raise UserError(
-            f"data.root={root} does not exist{hint}; point data.root= at an image folder"
-        )
+        what = "is a file, not a folder" if root_path.exists() else "does not exist"
+        raise UserError(f"data.root={root} {what}{hint}; point data.root= at an image folder")
     cache = DecodedCache(cache_max_mb) if cache_images else None
     train_tf = train_transform(image_size, mean, std)
     val_tf = eval_transform(resize_size, image_size, mean, std)
@@ -374,6 +373,7 @@ def make_loader(
     seed: int,
     pin_memory: bool,
     sampler: Sampler | None = None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A seeded DataLoader: same seed, same batches, whatever num_workers is. A `sampler`
     (DistributedSampler under torchrun) does the shuffling instead."""
@@ -385,6 +385,7 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=num_workers,
         pin_memory=pin_memory,
+        drop_last=drop_last,
         # Not persistent: fresh workers each epoch draw their seeds from `generator`, so a
         # resumed run (which restores the generator) augments exactly like an unbroken one.
         persistent_workers=False,

@@ -226,6 +226,10 @@ def claim_for_new_run(run_dir: Path, overwrite: bool, names=RUN_FILES) -> None:
     """Make sure a new run may write `run_dir`: refuse one that holds a run, or with
     overwrite=true move that run's files aside first. Inside a Hydra job, Hydra has already
     written .hydra/ and train.log for this very run: pass names=ARTIFACT_FILES there."""
+    if Path(run_dir).exists() and not Path(run_dir).is_dir():
+        raise UserError(
+            f"{display_path(run_dir)} is a file, not a run directory; choose another hydra.run.dir="
+        )
     state = run_state(run_dir, names)
     if state is None:
         return

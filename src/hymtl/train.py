@@ -5,6 +5,7 @@ Reads like torchvision's references/classification: train_one_epoch, evaluate, t
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
@@ -36,8 +37,14 @@ from hymtl.artifacts import (
     write_plots,
     write_val_predictions,
 )
-from hymtl.callbacks import SweepOutcome
-from hymtl.config import check_config, resolve_device, resolve_num_workers, to_plain_dict
+from hymtl.callbacks import RunStartGuard, SweepOutcome
+from hymtl.config import (
+    check_config,
+    resolve_device,
+    resolve_num_workers,
+    suggest_key,
+    to_plain_dict,
+)
 from hymtl.data import DataSplits, make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
@@ -256,8 +263,26 @@ def image_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime):
         train_sampler = DistributedSampler(
             splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
         )
+    per_process = len(train_sampler) if train_sampler is not None else len(splits.train)
+    # A last batch of one image cannot be normalized by BatchNorm in training mode (a model
+    # whose feature maps end at 1x1 crashes on it): drop that one image for the epoch.
+    drop_single = per_process % cfg.batch_size == 1 and cfg.batch_size > 1
+    if drop_single:
+        log.info(
+            "%d training images at batch_size=%d leave a last batch of 1 image: it is skipped "
+            "each epoch (BatchNorm needs 2)",
+            per_process,
+            cfg.batch_size,
+        )
     train_loader = make_loader(
-        splits.train, cfg.batch_size, runtime.num_workers, True, cfg.seed, pin, train_sampler
+        splits.train,
+        cfg.batch_size,
+        runtime.num_workers,
+        True,
+        cfg.seed,
+        pin,
+        train_sampler,
+        drop_last=drop_single,
     )
     val_shard = distributed.val_shard(splits.val, ranks)
     val_loader = make_loader(val_shard, cfg.batch_size, runtime.num_workers, False, cfg.seed, pin)
@@ -529,6 +554,58 @@ def train(
     return summary
 
 
+def interrupted_before_training() -> str:
+    """The one line for a Ctrl-C before train() ran; a run dir Hydra already made says so too."""
+    message = "interrupted during start-up, before any training; nothing to resume"
+    run_dir = RunStartGuard.new_run_dir
+    if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
+        write_json(run_dir / "summary.json", {"status": "interrupted", "error": message})
+    return message
+
+
+def override_problem(argv: list[str]) -> str | None:
+    """One line for what Hydra would refuse while composing a single run (a key the config
+    lacks, an option a group lacks, a value of the wrong type) instead of its multi-line
+    report; None when the overrides compose. Sweeps (-m) are checked job by job instead."""
+    from hydra import compose, initialize_config_module
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    if flags & {"-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info"}:
+        return None
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        with initialize_config_module("hymtl.conf", version_base="1.3"):
+            compose("config", overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return composition_message(error)
+    return None
+
+
+def quoted_after(text: str, prefix: str) -> str | None:
+    return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
+
+
+def composition_message(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if error.__cause__ is not None:
+        lines += [line.strip() for line in str(error.__cause__).splitlines() if line.strip()][:1]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    text = " ".join(lines)
+    unknown = quoted_after(text, "Could not override '")
+    if unknown:
+        return f"unknown config key {suggest_key(unknown)}; `--cfg job` lists every key"
+    missing = quoted_after(text, "Could not find '")
+    if missing and "/" in missing:
+        group, _, option = missing.rpartition("/")
+        header = f"Available options in '{group}':"
+        listed = lines[lines.index(header) + 1 :] if header in lines else []
+        options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
+        return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
+    return text
+
+
 def one_line(error: BaseException) -> str:
     return (f"{type(error).__name__}: {error}".splitlines() or [""])[0]
 
@@ -614,10 +691,17 @@ def main(cfg: DictConfig) -> float:
 
 def cli() -> None:
     """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed."""
+    # SIGTERM (a scheduler, `kill`) is Ctrl-C from the very start, not only once training runs.
+    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
     try:
+        problem = override_problem(sys.argv[1:])
+        if problem:
+            if distributed.launched_ranks().is_main:
+                print(f"hymtl: error: {problem}", file=sys.stderr)
+            sys.exit(2)
         main()
-    except KeyboardInterrupt:  # before or after a run (composing, launching): nothing to keep
-        print("hymtl: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # before train() took over: composing, launching, Hydra's files
+        print(f"hymtl: {interrupted_before_training()}", file=sys.stderr)
         sys.exit(130)
     if SweepOutcome.failed:
         sys.exit(1)
