@@ -145,8 +145,7 @@ def test_regularization_study_experiment():
 def test_auto_settings_resolve_per_device(monkeypatch):
     import torch
 
-    from hymtl.config import resolve_num_workers
-    from hymtl.train import resolve_precision
+    from hymtl.runtime import resolve_num_workers, resolve_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_num_workers(None, cpu) == 0 and resolve_num_workers(3, cpu) == 3

@@ -324,3 +324,15 @@ def test_sigterm_during_start_up_is_one_line_and_exit_130(image_root, tmp_path):
     (line,) = error_lines(stderr)
     assert "nothing to resume" in line or "resume=" in line
     assert "Traceback" not in stderr
+
+
+def test_a_run_from_before_a_key_existed_resumes_with_its_default(tmp_path):
+    from hymtl.config import to_plain_dict
+    from hymtl.resume import resumed_config
+
+    composed = compose_config(["epochs=3"])
+    older = to_plain_dict(composed)
+    del older["overwrite"]  # a key this run's hymtl did not have yet
+    resumed = resumed_config({"config": older, "epoch": 1}, tmp_path, [], composed)
+    assert resumed.overwrite is False and resumed.epochs == 3
+    assert resumed.resume == str(tmp_path)

@@ -204,3 +204,75 @@ def write_plots(summary, rows, splits, best_eval, cfg, run_dir: Path, run_name: 
     write_prediction_grid(*grid, cfg.grid_images, mean, std, run_dir / "predictions.png", title)
     title = f"val errors, {which} · {run_name}"
     write_prediction_grid(*grid, 8, mean, std, run_dir / "errors.png", title, errors_only=True)
+
+
+def check_run_dir(
+    run_dir: Path,
+    epochs: int,
+    min_accuracy: float = 0.0,
+    n_val: int | None = None,
+    skipped: int | None = None,
+) -> list[str]:
+    """Problems with a finished run directory ([] when it is complete and self-consistent):
+    every artifact present, status completed, one metrics row per epoch, and the summary, the
+    confusion matrix, metrics.csv, val_predictions.csv and last.pt telling the same story."""
+    run_dir = Path(run_dir)
+    problems = [
+        f"{name} missing or empty"
+        for name in RUN_ARTIFACTS
+        if not (run_dir / name).is_file() or (run_dir / name).stat().st_size == 0
+    ]
+    if problems:
+        return problems
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rows = read_metrics(run_dir / "metrics.csv")
+    best = summary["best_model"]
+    matrix = best["confusion_matrix"]
+    n = sum(map(sum, matrix))
+    trace_accuracy = sum(matrix[i][i] for i in range(len(matrix))) / n
+    with open(run_dir / "val_predictions.csv", newline="", encoding="utf-8") as handle:
+        per_image = list(csv.DictReader(handle))
+
+    def differs(a: float, b: float) -> bool:
+        return abs(a - b) > 1e-9
+
+    expectations = [
+        (summary.get("status") == "completed", f"status is {summary.get('status')}"),
+        (
+            [row["epoch"] for row in rows] == list(range(1, epochs + 1)),
+            f"metrics.csv has epochs {[row['epoch'] for row in rows]}, expected 1..{epochs}",
+        ),
+        (n == summary["n_val"] == best["n"], f"{n} images in the matrix, n_val {summary['n_val']}"),
+        (
+            not differs(trace_accuracy, summary["best_val_acc"]),
+            f"confusion-matrix accuracy {trace_accuracy} != best_val_acc {summary['best_val_acc']}",
+        ),
+        (
+            not differs(summary["best_val_acc"], max(row["val_acc"] for row in rows)),
+            "best_val_acc is not the best val_acc in metrics.csv",
+        ),
+        (
+            not differs(rows[summary["best_epoch"] - 1]["val_acc"], best["accuracy"]),
+            "the best epoch's metrics row disagrees with best_model",
+        ),
+        (
+            not differs(summary["final_model"]["accuracy"], rows[-1]["val_acc"]),
+            "final_model disagrees with the last metrics row",
+        ),
+        (len(per_image) == n, f"val_predictions.csv has {len(per_image)} rows, expected {n}"),
+        (
+            not differs(sum(int(r["correct"]) for r in per_image) / max(n, 1), best["accuracy"]),
+            "val_predictions.csv disagrees with best_model",
+        ),
+        (
+            load_checkpoint(run_dir / "last.pt")["epoch"] == epochs,
+            "last.pt is not from the last epoch",
+        ),
+        (summary["best_val_acc"] >= min_accuracy, f"best val accuracy < {min_accuracy}"),
+        (n_val is None or n == n_val, f"{n} val images evaluated, expected {n_val}"),
+        (
+            skipped is None or len(summary["skipped_files"]) == skipped,
+            f"{len(summary['skipped_files'])} files skipped, expected {skipped}",
+        ),
+    ]
+    return [problem for holds, problem in expectations if not holds]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hymtl import UserError, distributed
+from hymtl.runtime import resolve_device
 
 # `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
 ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
@@ -146,26 +145,6 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(
-            f"device={name} but CUDA is not available here; use device=cpu or device=auto"
-        )
-    return device
-
-
-def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
-    if num_workers is not None:
-        return num_workers
-    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
-
-
 def to_plain_dict(cfg: DictConfig) -> dict:
     """The resolved config as plain Python types (safe for JSON and weights_only checkpoints)."""
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
@@ -193,6 +172,8 @@ def job_tag(mode: Any, number: Any, regularizer: str, seed: Any) -> str:
     return f"[job {number} {regularizer} seed={seed}] " if str(mode).endswith("MULTIRUN") else ""
 
 
-OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
-OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
-OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
+def register_resolvers() -> None:
+    """The ${hymtl_...} resolvers conf/ uses; hymtl.train registers them before composing."""
+    OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
+    OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
+    OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)

@@ -26,9 +26,12 @@ from hymtl import UserError, display_path
 
 log = logging.getLogger(__name__)
 
-# An image past PIL's pixel limit (~89 Mpx) is a decompression bomb or at least no training
-# photo: make PIL's warning an error, so the start-up scan skips the file and names it.
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+
+def refuse_decompression_bombs() -> None:
+    """An image past PIL's pixel limit (~89 Mpx) is a decompression bomb or at least no training
+    photo: PIL only warns; make that warning an error (process-wide, idempotent), so scans skip
+    the file and name it. Called by every scan before it opens a file."""
+    warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -241,6 +244,7 @@ def scan_usable(
     # is really text), and whatever is left out is named in the warning, never dropped silently.
     candidates = [(path, index) for index, name in enumerate(classes) for path in files[name]]
     skipped = []
+    refuse_decompression_bombs()
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
         checked = list(

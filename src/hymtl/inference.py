@@ -11,10 +11,9 @@ import torch
 
 from hymtl import UserError, display_path
 from hymtl.artifacts import load_checkpoint
-from hymtl.config import resolve_device
 from hymtl.data import eval_transform, is_utf8
 from hymtl.models import build_model
-from hymtl.runtime import autocast_for, resolve_precision
+from hymtl.runtime import autocast_for, resolve_device, resolve_precision
 from hymtl.schema import DataConfig
 
 # What predict and evaluate read from a checkpoint's config, checked before anything is built.

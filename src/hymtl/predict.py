@@ -21,7 +21,13 @@ import torch
 
 from hymtl import UserError, display_path
 from hymtl.artifacts import atomic_write
-from hymtl.data import check_image, open_rgb, walk_files, warn_skipped
+from hymtl.data import (
+    check_image,
+    open_rgb,
+    refuse_decompression_bombs,
+    walk_files,
+    warn_skipped,
+)
 from hymtl.inference import load_trained_model, parse_key_values
 from hymtl.plots import make_prediction_grid
 
@@ -63,6 +69,7 @@ def predict(loaded, files: list[Path], batch_size: int = 32) -> tuple[list[dict]
             rows.append(row)
         pending.clear()
 
+    refuse_decompression_bombs()
     for file in files:
         reason, image = check_image(str(file), loaded.min_colors)
         if reason:

@@ -97,6 +97,8 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
 
     run_config = checkpoint["config"]
     resumed = OmegaConf.merge(OmegaConf.structured(Config), run_config)
+    for key in OmegaConf.missing_keys(resumed):  # a key newer than the run: today's default
+        OmegaConf.update(resumed, key, OmegaConf.select(cfg, key))
     resumed.resume = str(run_dir)
     changed = []
     new = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

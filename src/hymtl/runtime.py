@@ -1,4 +1,5 @@
-"""Where and how the arithmetic runs: seeding, precision (autocast), memory format."""
+"""Every runtime choice, resolved in one place: the device, DataLoader workers, threads,
+precision (autocast), seeding, memory format and allocator settings."""
 
 from __future__ import annotations
 
@@ -11,6 +12,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from hymtl import UserError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device={name} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"device={name} but CUDA is not available here; use device=cpu or device=auto"
+        )
+    return device
+
+
+def resolve_num_workers(num_workers: int | None, device: torch.device) -> int:
+    if num_workers is not None:
+        return num_workers
+    return min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 
 
 def seed_everything(seed: int) -> None:

@@ -23,9 +23,7 @@ class PenalizedParams(Enum):
 
 
 class Precision(Enum):
-    auto = (
-        "auto"  # bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX CPUs), else fp32
-    )
+    auto = "auto"  # bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX), else fp32
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -120,42 +118,32 @@ class ConstantLRConfig:
 
 @dataclass
 class Config:
+    """The root config's types. Its values (the reference recipe) and what each knob means
+    are written once, in conf/config.yaml, the file users read; `grid_images` alone has its
+    default here."""
+
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
     regularizer: RegularizerConfig = MISSING
     optimizer: Any = MISSING
     scheduler: Any = MISSING
-    lambda_l1: float = 0.03
-    lambda_l2: float = 0.01
-    epochs: int = 25
-    batch_size: int = 4
-    seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    # DataLoader workers; null = auto: 0 on CPU (the model needs every core, and images are
-    # decoded once at start-up), min(8, cores) on CUDA (keep the GPU fed).
-    num_workers: int | None = None
-    # Torch CPU threads; null = torch's default, or cores // n_jobs under the joblib launcher.
-    threads: int | None = None
-    precision: Precision = Precision.auto
-    # glibc: keep freed memory for reuse instead of page-faulting it back in every step (CPU).
-    reuse_freed_memory: bool = True
-    channels_last: bool = True  # NHWC activations: faster convolutions on CPU (oneDNN) and GPU
-    compile: bool = (
-        False  # torch.compile the model (pays off only for long runs: ~1 min to compile)
-    )
-    # With model.freeze_backbone=true: train the head on backbone features computed once from
-    # un-augmented images (seconds), or, false, run the frozen backbone on augmented images
-    # every epoch like the PyTorch tutorial's fixed feature extractor.
-    feature_cache: bool = True
-    # Bitwise-repeatable kernels (torch.use_deterministic_algorithms); slower on CUDA.
-    deterministic: bool = False
-    # RUN_DIR of an interrupted run: continue it from RUN_DIR/last.pt with its own config.
-    resume: str | None = None
-    # A new run into a directory that holds another run moves that run's files into
-    # DIR/replaced-<time>/ first, instead of refusing (nothing is deleted).
-    overwrite: bool = False
-    # Prediction grid size (images drawn from the val split).
-    grid_images: int = 16
+    lambda_l1: float = MISSING
+    lambda_l2: float = MISSING
+    epochs: int = MISSING
+    batch_size: int = MISSING
+    seed: int = MISSING
+    device: str = MISSING
+    num_workers: int | None = MISSING
+    threads: int | None = MISSING
+    precision: Precision = MISSING
+    reuse_freed_memory: bool = MISSING
+    channels_last: bool = MISSING
+    compile: bool = MISSING
+    feature_cache: bool = MISSING
+    deterministic: bool = MISSING
+    resume: str | None = MISSING
+    overwrite: bool = MISSING
+    grid_images: int = 16  # prediction grid size (images drawn from the val split)
 
 
 def register_configs() -> None:

@@ -38,13 +38,7 @@ from hymtl.artifacts import (
     write_val_predictions,
 )
 from hymtl.callbacks import RunStartGuard, SweepOutcome
-from hymtl.config import (
-    check_config,
-    resolve_device,
-    resolve_num_workers,
-    suggest_key,
-    to_plain_dict,
-)
+from hymtl.config import check_config, register_resolvers, suggest_key, to_plain_dict
 from hymtl.data import DataSplits, make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
@@ -73,6 +67,8 @@ from hymtl.rundir import (
 )
 from hymtl.runtime import (
     autocast_for,
+    resolve_device,
+    resolve_num_workers,
     resolve_precision,
     resolve_threads,
     reuse_freed_memory,
@@ -82,6 +78,9 @@ from hymtl.schema import register_configs
 
 log = logging.getLogger("hymtl.train")
 
+# What @hydra.main needs before it composes: hymtl's resolvers and typed schema. Done when this
+# module is imported, because launchers (joblib, submitit) import it in their worker processes.
+register_resolvers()
 register_configs()
 
 
