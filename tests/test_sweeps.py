@@ -51,6 +51,12 @@ def test_joblib_runs_jobs_in_parallel_with_split_threads(image_root, tmp_path):
     assert sorted(s["config"]["regularizer"]["name"] for s in summaries) == ["l1", "none"]
     cores = os.cpu_count() or 1
     assert all(s["threads"] == max(1, cores // 2) for s in summaries)
+    # Two jobs print at once: every epoch line says whose it is.
+    epoch_lines = [line for line in result.stdout.splitlines() if " epoch 1/1 " in line]
+    assert sorted(line.split(" - ")[1].split("]")[0] for line in epoch_lines) == [
+        "[job 0 none seed=0",
+        "[job 1 l1 seed=0",
+    ]
 
 
 @pytest.mark.slow
@@ -90,6 +96,8 @@ def test_two_trial_lambda_search_and_its_report(image_root, tmp_path, capsys):
         tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "setup plugin" not in console and "\x1b[" not in console  # no alembic, no ANSI
     assert (sweep / "optuna.db").is_file()
     assert "best_params" in (sweep / "optimization_results.yaml").read_text()
     lambdas = {
