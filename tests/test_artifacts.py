@@ -61,3 +61,29 @@ def test_grid_mix_matches_the_model_per_class_and_correctness():
     assert {targets[i] for i in wrong} == {0, 1}
     assert choose_grid_indices(targets, preds, 500) == list(range(153))
     assert "2 wrong shown; the model has 16 errors in 153" in grid_caption(targets, preds, picked)
+
+
+def test_data_fingerprint_names_the_images_and_nothing_else(tmp_path):
+    from hymtl.artifacts import data_fingerprint
+    from hymtl.data import load_data
+    from hymtl.toydata import make_toy_image_folder
+
+    def fingerprint(root):
+        return data_fingerprint(load_data("imagefolder", str(root), cache_images=False))
+
+    first = fingerprint(make_toy_image_folder(tmp_path / "a"))
+    assert first == fingerprint(make_toy_image_folder(tmp_path / "b"))  # same images elsewhere
+    extra = tmp_path / "b" / "train" / "ants" / "ants_0.jpg"
+    extra.write_bytes(extra.read_bytes() + b"\0")  # one file rewritten at another size
+    assert fingerprint(tmp_path / "b") != first and len(first) == 64
+
+
+def test_git_state_of_a_checkout_and_of_no_checkout(tmp_path):
+    from pathlib import Path
+
+    from hymtl.artifacts import git_state
+
+    assert git_state(tmp_path) is None
+    state = git_state(Path(__file__).parent)
+    if state is not None:  # the tests run from a git checkout (CI's clone)
+        assert len(state["commit"]) == 40 and isinstance(state["dirty"], bool)

@@ -4,8 +4,11 @@ written so that a kill mid-write never leaves a corrupt one behind."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
+import shlex
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -185,8 +188,57 @@ def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, l
             "torchvision": torchvision.__version__,
             "python": sys.version.split()[0],
         },
+        "provenance": {
+            "command": command_line(),
+            "git": git_state(Path(hymtl.__file__).parent),
+            "data_fingerprint": data_fingerprint(splits),
+        },
         "config": plain_config,
     }
+
+
+def command_line() -> str | None:
+    """The command as typed, when this process is the hymtl CLI (not a library call)."""
+    if not HydraConfig.initialized():
+        return None
+    return shlex.join(["python", "-m", "hymtl.train", *sys.argv[1:]])
+
+
+def git_state(folder: Path) -> dict | None:
+    """The commit of the checkout hymtl runs from, and whether it had uncommitted changes;
+    None for an installed package or where git is missing."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        if commit.returncode != 0:
+            return None
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+
+
+def data_fingerprint(splits) -> str:
+    """SHA-256 over every used image's path (relative to data.root) and size, per split: the
+    same images give the same fingerprint on any machine; a file added, removed, renamed or
+    rewritten at another size changes it."""
+    digest = hashlib.sha256()
+    root = Path(splits.root)
+    for split_name, dataset in (("train", splits.train), ("val", splits.val)):
+        for path, target in sorted(dataset.samples):
+            relative = os.path.relpath(path, root)
+            size = os.stat(path).st_size
+            digest.update(f"{split_name}\0{display_path(relative)}\0{size}\0{target}\n".encode())
+    return digest.hexdigest()
 
 
 def write_plots(summary, rows, splits, best_eval, cfg, run_dir: Path, run_name: str) -> None:
