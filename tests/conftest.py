@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,19 @@ TINY = [
     "model.pretrained=false",
     "precision=fp32",
 ]
+
+
+def run_cli(args, cwd):
+    """`python -m hymtl.train ARGS` in a subprocess, as a user would run it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hymtl.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def compose_config(overrides: list[str] | None = None):

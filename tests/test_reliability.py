@@ -14,7 +14,7 @@ import torch
 from hymtl import UserError
 from hymtl.train import NonFiniteLoss, RunInterrupted, train
 
-from .conftest import TINY, compose_config
+from .conftest import TINY, compose_config, run_cli
 
 SHORT = TINY + ["data=imagefolder", "epochs=3", "deterministic=true", "optimizer.lr=0.01"]
 
@@ -112,18 +112,6 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(image_
     checkpoint = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert all(
         torch.isfinite(t).all() for t in checkpoint["model"].values() if t.is_floating_point()
-    )
-
-
-def run_cli(args, cwd):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "hymtl.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
 
 

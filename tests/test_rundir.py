@@ -20,7 +20,7 @@ from hymtl.resume import NothingToResume
 from hymtl.rundir import RunLock, is_locked, run_state
 from hymtl.train import NonFiniteLoss, RunInterrupted, train
 
-from .conftest import TINY, compose_config
+from .conftest import TINY, compose_config, run_cli
 
 
 def base(image_root, epochs=1):
@@ -34,18 +34,6 @@ def snapshot(folder: Path) -> dict:
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != ".hymtl.lock"
     }
-
-
-def run_cli(args, cwd):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "hymtl.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def error_lines(stderr: str) -> list[str]:

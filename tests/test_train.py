@@ -192,8 +192,8 @@ def test_frozen_backbone_trains_the_head_on_cached_features(image_root, tmp_path
 
 @pytest.mark.slow
 def test_frozen_backbone_without_the_cache_recomputes_it_on_augmented_images(image_root, tmp_path):
-    overrides = ["data=imagefolder", f"data.root={image_root}", "epochs=2", "optimizer.lr=0.05",
-                 "model.freeze_backbone=true", "feature_cache=false"]  # fmt: skip
+    overrides = ["data=imagefolder", f"data.root={image_root}", "epochs=2", "optimizer.lr=0.05"]
+    overrides += ["model.freeze_backbone=true", "feature_cache=false"]
     cfg = compose_config(TINY + overrides)
     torch.manual_seed(cfg.seed)
     train(cfg, tmp_path / "run")
