@@ -91,3 +91,18 @@ def test_weight_decay_skips_excluded_parameters():
     regularizer.attach(model)
     groups = regularizer.param_groups(model)
     assert [(len(g["params"]), g["weight_decay"]) for g in groups] == [(2, 0.01), (4, 0.0)]
+
+
+def test_typed_lambdas_read_back_what_each_regularizer_was_given():
+    from hymtl.regularizers import typed_lambdas
+
+    from .conftest import compose_config
+
+    def typed(name):
+        cfg = compose_config([f"regularizer={name}", "lambda_l1=0.5", "lambda_l2=0.25"])
+        return typed_lambdas(dict(cfg.regularizer))
+
+    assert typed("none") == (0.0, 0.0)
+    assert typed("l1") == (0.5, 0.0)
+    assert typed("l2") == (0.0, 0.25)  # as weight_decay
+    assert typed("elasticnet") == (0.5, 0.25)  # as a loss term

@@ -24,6 +24,13 @@ from hymtl.schema import PenalizedParams
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
+def typed_lambdas(regularizer: dict) -> tuple[float, float]:
+    """The (lambda_l1, lambda_l2) a user typed, read back from a regularizer config: the table
+    above in reverse (λ2 is `l2` for elasticnet and `weight_decay` for l2)."""
+    l2 = float(regularizer.get("l2") or 0.0) or float(regularizer.get("weight_decay") or 0.0)
+    return float(regularizer.get("l1") or 0.0), l2
+
+
 def penalized_parameters(model: nn.Module, penalize: PenalizedParams | str) -> list[nn.Parameter]:
     """Trainable parameters the penalty applies to: all of them, or only weights (no biases,
     no normalization-layer parameters)."""

@@ -10,12 +10,12 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from hymtl.regularizers import typed_lambdas
+
 
 def effective_lambdas(run) -> tuple[float, float]:
-    """(λ1, λ2) as the regularizer applied them: l1 in the loss; l2 in the loss or as decay."""
-    regularizer = run.config.get("regularizer") or {}
-    l2 = float(regularizer.get("l2") or 0.0) or float(regularizer.get("weight_decay") or 0.0)
-    return float(regularizer.get("l1") or 0.0), l2
+    """The run's (lambda_l1, lambda_l2), read back from its regularizer (regularizers.py)."""
+    return typed_lambdas(run.config.get("regularizer") or {})
 
 
 def setting(run) -> tuple:
