@@ -122,6 +122,10 @@ def check_config(cfg: DictConfig) -> None:
             problems.append(f"data.{key}={cfg.data[key]} must be >= 0")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append(f"data.val_fraction={cfg.data.val_fraction} must be between 0 and 1")
+    if not 0 <= cfg.loss.label_smoothing < 1:
+        problems.append(f"loss.label_smoothing={cfg.loss.label_smoothing} must be in [0, 1)")
+    if cfg.early_stopping.patience is not None and cfg.early_stopping.patience < 1:
+        problems.append(f"early_stopping.patience={cfg.early_stopping.patience} must be >= 1")
     if cfg.resume and cfg.overwrite:
         problems.append("resume= continues a run and overwrite=true replaces one; choose one")
     for key in ("lambda_l1", "lambda_l2"):

@@ -120,9 +120,15 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
             f"resume={display_path(run_dir)} continues a run with its own config; these overrides "
             f"would change it: {'; '.join(changed)}. Drop them, or start a new run"
         )
-    if checkpoint["epoch"] >= resumed.epochs and (Path(run_dir) / "summary.json").is_file():
-        summary = read_summary(run_dir) or {}
-        if summary.get("status") == "completed":
+    summary = read_summary(run_dir) or {}
+    if summary.get("status") == "completed":
+        extended = resumed.epochs > run_config["epochs"]
+        if summary.get("stopped_early_at") and not extended:
+            raise NothingToResume(
+                f"resume={display_path(run_dir)}: the run stopped early after epoch "
+                f"{summary['stopped_early_at']}; nothing to do (add epochs=N to train it further)"
+            )
+        if checkpoint["epoch"] >= resumed.epochs:
             raise NothingToResume(
                 f"resume={display_path(run_dir)}: the run already completed its {resumed.epochs} "
                 "epochs; nothing to do (add epochs=N to train it further)"

@@ -91,6 +91,28 @@ class AdamWConfig:
     eps: float = 1e-8
 
 
+class ClassWeights(Enum):
+    none = "none"
+    balanced = "balanced"  # n / (classes · count): rare classes weigh more, for imbalanced folders
+
+
+class StopMetric(Enum):
+    val_acc = "val_acc"
+    val_loss = "val_loss"
+
+
+@dataclass
+class LossConfig:
+    label_smoothing: float = MISSING
+    class_weights: ClassWeights = MISSING
+
+
+@dataclass
+class EarlyStoppingConfig:
+    patience: int | None = MISSING
+    metric: StopMetric = MISSING
+
+
 @dataclass
 class StepLRConfig:
     _target_: str = "torch.optim.lr_scheduler.StepLR"
@@ -143,6 +165,8 @@ class Config:
     deterministic: bool = MISSING
     resume: str | None = MISSING
     overwrite: bool = MISSING
+    loss: LossConfig = field(default_factory=LossConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     grid_images: int = 16  # prediction grid size (images drawn from the val split)
 
 

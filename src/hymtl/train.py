@@ -42,6 +42,7 @@ from hymtl.config import check_config, register_resolvers, suggest_key, to_plain
 from hymtl.data import DataSplits, make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
+from hymtl.losses import build_criterion, should_stop
 from hymtl.regularizers import Regularizer, weight_statistics
 from hymtl.resume import (
     NothingToResume,
@@ -148,6 +149,7 @@ class Progress:
 
     start_epoch: int = 1
     epoch: int = 0  # the epoch in flight
+    stopped_early_at: int | None = None
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None})
     last_eval: dict | None = None  # the latest epoch's evaluation
 
@@ -245,7 +247,7 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
         optimizer=optimizer,
         scheduler=scheduler,
         scaler=scaler,
-        criterion=nn.CrossEntropyLoss(),
+        criterion=build_criterion(cfg.loss, splits.train.targets, len(splits.classes)).to(device),
         step_model=step_model,
         eval_model=eval_model,
         train_loader=train_loader,
@@ -414,6 +416,15 @@ def fit(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, 
             lr,
             row["seconds"],
         )
+        if should_stop(metrics.rows, cfg.early_stopping):
+            progress.stopped_early_at = epoch
+            log.info(
+                "early stopping after epoch %d: %s has not improved for %d epochs",
+                epoch,
+                cfg.early_stopping.metric.value,
+                cfg.early_stopping.patience,
+            )
+            break
 
 
 def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, extra) -> dict:
@@ -541,6 +552,7 @@ def train(
             "world_size": runtime.ranks.world_size,
             "seconds_total": time.time() - started,  # this invocation; epochs: metrics.csv
             "resumed_after_epoch": resumed["epoch"] if resumed else None,
+            "stopped_early_at": progress.stopped_early_at,
         }
         summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
     log.info(
