@@ -665,6 +665,40 @@ def config_batch_size_zero(tmp: Path) -> None:
     expect_config_refused(tmp, "batch_size=0", mentions=("batch_size",))
 
 
+@case
+def config_label_smoothing_out_of_range(tmp: Path) -> None:
+    expect_config_refused(tmp, "loss.label_smoothing=1.5", mentions=("loss.label_smoothing",))
+
+
+@case
+def config_early_stopping_patience_zero(tmp: Path) -> None:
+    expect_config_refused(tmp, "early_stopping.patience=0", mentions=("early_stopping.patience",))
+
+
+@case
+def weights_path_is_a_folder_or_a_device(tmp: Path) -> None:
+    for target in (tmp, Path("/dev/null")):
+        result = run(train(SHARED.data(), tmp / "run", f"model.weights_path={target}"), tmp)
+        expect_refusal(result, mentions=("model.weights_path",))
+
+
+@case
+def weights_path_is_an_image(tmp: Path) -> None:
+    image = next((SHARED.data() / "train" / "ants").glob("*.jpg"))
+    result = run(train(SHARED.data(), tmp / "run", f"model.weights_path={image}"), tmp)
+    line = expect_refusal(result, mentions=("refused to load",))
+    check(len(line) < 300, f"the refusal is {len(line)} characters long")
+
+
+@case
+def batch_of_one_image_per_step(tmp: Path) -> None:
+    """32-px images end at 1x1 feature maps: BatchNorm cannot train on one image at a time."""
+    run_dir = tmp / "run"
+    result = run(train(SHARED.data(), run_dir, "batch_size=1"), tmp)
+    expect_refusal(result, mentions=("batch_size=1",))
+    expect_status(run_dir, "failed")
+
+
 # --- 6. closed schema ------------------------------------------------------------------------
 
 

@@ -116,6 +116,8 @@ def test_bad_values_are_one_clear_line(override, message):
         (["device=cpu", "precision=fp16"], "precision=fp16 on a CPU has no fast kernels"),
         (["data=imagefolder"], "missing value for data.root: data=imagefolder needs data.root="),
         (["resume=/x", "overwrite=true"], "choose one"),
+        (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5 must be in [0, 1)"),
+        (["early_stopping.patience=0"], "early_stopping.patience=0 must be >= 1"),
     ],
 )
 def test_values_that_cannot_work_are_refused_by_name(overrides, message):

@@ -85,3 +85,12 @@ def test_unknown_model_name():
 def test_head_finder_needs_a_linear():
     with pytest.raises(UserError):
         find_head(nn.Sequential(nn.Conv2d(3, 3, 1)))
+
+
+def test_weights_path_that_is_no_file_is_one_line(tmp_path):
+    from hymtl.models import read_state_dict
+
+    with pytest.raises(UserError, match="is not a regular file"):
+        read_state_dict(tmp_path)
+    with pytest.raises(UserError, match="does not exist"):
+        read_state_dict(tmp_path / "x.pth")

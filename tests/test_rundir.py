@@ -324,3 +324,10 @@ def test_a_run_from_before_a_key_existed_resumes_with_its_default(tmp_path):
     resumed = resumed_config({"config": older, "epoch": 1}, tmp_path, [], composed)
     assert resumed.overwrite is False and resumed.epochs == 3
     assert resumed.resume == str(tmp_path)
+
+
+def test_one_image_per_batchnorm_channel_is_one_line(image_root, tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError, match="BatchNorm cannot train on one value per channel"):
+        train(compose_config(base(image_root) + ["batch_size=1"]), run_dir)
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "failed"

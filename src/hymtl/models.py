@@ -40,11 +40,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     `model`/`state_dict`. Loaded with weights_only=True: files that would run code are refused."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"model.weights_path={path} does not exist")
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise UserError(f"model.weights_path={path} {what}; give a .pth/.pt state dict file")
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        first_line = str(error).strip().splitlines()[0]
+        first_line = str(error).strip().splitlines()[0].split(". ")[0]
         raise UserError(
             f"refused to load {path}: it is not a plain tensor checkpoint and could run code "
             f"when unpickled ({first_line})"

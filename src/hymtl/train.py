@@ -364,6 +364,13 @@ def fit(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, 
             bad_tensor = non_finite_tensor(parts.model)
             if bad_tensor:
                 raise NonFiniteLoss(f"weights became non-finite ({bad_tensor})")
+        except ValueError as error:
+            if "Expected more than 1 value per channel" not in str(error):
+                raise
+            raise UserError(
+                f"BatchNorm cannot train on one value per channel (batch_size={cfg.batch_size}, "
+                f"data.image_size={cfg.data.image_size}): use batch_size>=2 or larger images"
+            ) from None
         except NonFiniteLoss as error:
             raise NonFiniteLoss(
                 f"{error} in epoch {epoch}; last good checkpoint kept: "
