@@ -21,7 +21,7 @@ def test_help_lists_every_command():
     result = hymtl("--help")
     assert result.returncode == 0
     listed = [line.split()[0] for line in result.stdout.splitlines()[2:] if line.strip()]
-    assert listed == list(COMMANDS) == ["train", "report", "predict", "evaluate"]
+    assert listed == list(COMMANDS) == ["train", "report", "predict", "evaluate", "export"]
 
 
 def test_unknown_or_missing_command_is_one_line_and_exit_2():

@@ -72,13 +72,40 @@ def check_checkpoint(checkpoint, where: str) -> None:
         raise UserError(f"{not_ours}: its model entry is not a state dict")
 
 
+def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
+    """A model `hymtl export` wrote (TorchScript with its metadata), or None for other files."""
+    from hymtl.export import read_exported
+
+    exported = read_exported(path)
+    if exported is None:
+        return None
+    model, metadata = exported
+    prep = metadata["preprocessing"]
+    device = resolve_device(device_name)
+    config = {"model": {"name": metadata["model"]}, "data": {"image_size": prep["center_crop"]}}
+    return LoadedModel(
+        model.to(device).eval(),
+        metadata["classes"],
+        config,
+        eval_transform(prep["resize"], prep["center_crop"], prep["mean"], prep["std"]),
+        device,
+        autocast_for(device, "fp32"),
+        False,
+        metadata["min_colors"],
+    )
+
+
 def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -> LoadedModel:
+    """A run's checkpoint (best.pt, last.pt) or a model `hymtl export` wrote, ready to predict."""
     path = Path(checkpoint_path).expanduser()
     where = f"ckpt={display_path(checkpoint_path)}"
     if path.is_dir():
         raise UserError(f"{where} is a folder; pass the checkpoint file, e.g. {where}/best.pt")
     if not path.is_file():
         raise UserError(f"{where} does not exist; pass ckpt=RUN_DIR/best.pt")
+    exported = load_exported_model(path, device_name)
+    if exported is not None:
+        return exported
     try:
         checkpoint = load_checkpoint(path)
     except pickle.UnpicklingError as error:  # weights_only=True met an object that could run code
