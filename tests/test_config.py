@@ -14,6 +14,7 @@ GROUP_OPTIONS = {
     "regularizer": ["none", "l1", "l2", "elasticnet"],
     "optimizer": ["sgd", "adamw"],
     "scheduler": ["steplr", "cosine", "none"],
+    "augment": ["reference", "none", "trivialaugment"],
 }
 
 

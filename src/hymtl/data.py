@@ -20,6 +20,7 @@ from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from hymtl import UserError, display_path
@@ -90,7 +91,23 @@ class DecodedCache:
         return image if image is not None else open_rgb(path)
 
 
-def train_transform(image_size: int, mean, std) -> transforms.Compose:
+def train_transform(image_size: int, mean, std, augment: str = "reference", resize_size: int = 256):
+    """The training images' transform, as `augment=` names it (conf/augment/)."""
+    if augment == "none":
+        return eval_transform(resize_size, image_size, mean, std)
+    if augment == "trivialaugment":
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.RandomResizedCrop(image_size, antialias=True),
+                v2.RandomHorizontalFlip(),
+                v2.TrivialAugmentWide(),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(mean, std),
+            ]
+        )
+    # The reference keeps the classic transforms: the same random draws as every earlier run,
+    # so a seed reproduces the committed results exactly.
     return transforms.Compose(
         [
             transforms.RandomResizedCrop(image_size),
@@ -298,6 +315,7 @@ def load_data(
     cache_images: bool = True,
     cache_max_mb: float = 4096,
     seed: int = 0,
+    augment: str = "reference",
 ) -> DataSplits:
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
@@ -305,7 +323,7 @@ def load_data(
         what = "is a file, not a folder" if root_path.exists() else "does not exist"
         raise UserError(f"data.root={root} {what}{hint}; point data.root= at an image folder")
     cache = DecodedCache(cache_max_mb) if cache_images else None
-    train_tf = train_transform(image_size, mean, std)
+    train_tf = train_transform(image_size, mean, std, augment, resize_size)
     val_tf = eval_transform(resize_size, image_size, mean, std)
     has_train, has_val = (root_path / train_dir).is_dir(), (root_path / val_dir).is_dir()
     if has_train != has_val:

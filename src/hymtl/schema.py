@@ -113,6 +113,17 @@ class EarlyStoppingConfig:
     metric: StopMetric = MISSING
 
 
+class Augment(Enum):
+    reference = "reference"
+    none = "none"
+    trivialaugment = "trivialaugment"
+
+
+@dataclass
+class AugmentConfig:
+    name: Augment = MISSING
+
+
 @dataclass
 class StepLRConfig:
     _target_: str = "torch.optim.lr_scheduler.StepLR"
@@ -165,6 +176,7 @@ class Config:
     deterministic: bool = MISSING
     resume: str | None = MISSING
     overwrite: bool = MISSING
+    augment: AugmentConfig = MISSING
     loss: LossConfig = field(default_factory=LossConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     grid_images: int = 16  # prediction grid size (images drawn from the val split)

@@ -186,7 +186,8 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
 def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     """Data, model, regularizer, optimizer, scheduler and loaders, as the config says."""
     ranks, device = runtime.ranks, runtime.device
-    splits = build(cfg.data, seed=cfg.seed, _convert_="all")
+    augment = cfg.augment.name.value
+    splits = build(cfg.data, seed=cfg.seed, augment=augment, _convert_="all")
     if cfg.batch_size > len(splits.train):
         raise UserError(
             f"batch_size={cfg.batch_size} is larger than the {len(splits.train)} training images; "
