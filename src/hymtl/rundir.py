@@ -10,7 +10,6 @@ truth, whatever process wrote it.
 from __future__ import annotations
 
 import datetime
-import errno
 import fcntl
 import json
 import os
@@ -61,28 +60,13 @@ class RunState:
             "stopped": "a run that stopped without a summary (killed?)",
             "running": "a run that is still running",
         }[self.status]
-        if self.status != "completed" and self.epoch is None and self.status != "running":
+        if self.epoch is None and self.status not in ("completed", "running"):
             where = "nothing trained yet"
         return f"{detail}{f', {where}' if where else ''}"
 
 
 def present_files(run_dir: Path, names=RUN_FILES) -> list[str]:
     return [name for name in names if (Path(run_dir) / name).exists()]
-
-
-def is_locked(run_dir: Path) -> bool:
-    lock_path = Path(run_dir) / LOCK_NAME
-    if not lock_path.exists():
-        return False
-    with open(lock_path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                return True
-            raise
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return False
 
 
 class RunLock:
@@ -107,6 +91,17 @@ class RunLock:
             self.handle.close()
 
 
+def is_locked(run_dir: Path) -> bool:
+    """Whether a running hymtl process holds `run_dir` (takes and drops the lock to see)."""
+    if not (Path(run_dir) / LOCK_NAME).exists():
+        return False
+    try:
+        RunLock(run_dir).release()
+    except UserError:
+        return True
+    return False
+
+
 def read_summary(run_dir: Path) -> dict | None:
     try:
         summary = json.loads((Path(run_dir) / "summary.json").read_text())
@@ -116,13 +111,15 @@ def read_summary(run_dir: Path) -> dict | None:
 
 
 def read_last_checkpoint(run_dir: Path) -> dict | None:
-    from hymtl.artifacts import load_checkpoint
+    """last.pt's contents for a look at its epoch and config: memory-mapped, so checking a
+    sweep's job dirs does not read every model's weights from disk."""
+    import torch
 
     path = Path(run_dir) / "last.pt"
     if not path.is_file():
         return None
     try:
-        checkpoint = load_checkpoint(path)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # a torn or foreign file: there is no resumable state in it
         return None
     return checkpoint if isinstance(checkpoint, dict) and "config" in checkpoint else None
