@@ -294,7 +294,8 @@ def test_time_sweeps_echoes_a_command_line_that_can_be_pasted(tmp_path, monkeypa
     monkeypatch.setattr(time_sweeps.subprocess, "run", fake_run)
     sweep_dir = tmp_path / "with space"
     time_sweeps.run_sweep(["hydra/launcher=joblib"], ["data.root=/my data"], sweep_dir)
-    [line] = capsys.readouterr().out.splitlines()
+    line, took = capsys.readouterr().out.splitlines()
+    assert took.startswith("  took ") and took.endswith(" s")
     assert line == (
         "$ python -m hymtl.train -m hydra/launcher=joblib 'data.root=/my data' "
         f"'hydra.sweep.dir={sweep_dir}'"

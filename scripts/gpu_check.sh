@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# hymtl on a GPU in one command, at most 8 minutes, ending in one table:
+#   1. versions and the device;
+#   2. a 1-epoch run on a generated image folder, checked by scripts/check_run_dir.py;
+#   3. scripts/bench.py --quick: the PyTorch tutorial's loop against hymtl's;
+#   4. the 4-regularizer MobileNetV2 sweep (25 epochs), one job after another and with
+#      --n-jobs jobs sharing the GPU (scripts/time_sweeps.py), wall times side by side.
+#
+#   bash scripts/gpu_check.sh --data data/hymenoptera_data [--weights mobilenet_v2_features.pth]
+#   bash scripts/gpu_check.sh --device cpu    # dry run: the same steps at toy sizes, no GPU needed
+#
+# Each step has its own time limit, so one slow step cannot eat the others' time; its full
+# output is in OUT/<step>.log. Exit status 1 when any step failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+device=cuda
+data=data/hymenoptera_data
+weights=""
+out=""
+epochs=""
+n_jobs=""
+usage="usage: bash scripts/gpu_check.sh [--device cuda|cpu] [--data DIR] [--weights FILE] [--out DIR] [--epochs N] [--n-jobs N[,N]]"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) device=$2; shift 2 ;;
+    --data) data=$2; shift 2 ;;
+    --weights) weights=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    --epochs) epochs=$2; shift 2 ;;
+    --n-jobs) n_jobs=$2; shift 2 ;;
+    -h|--help) echo "$usage"; exit 0 ;;
+    *) echo "gpu_check: unknown argument $1; $usage" >&2; exit 2 ;;
+  esac
+done
+python=${PYTHON:-python}
+out=${out:-$(mktemp -d -t hymtl-gpu-check-XXXXXX)}
+mkdir -p "$out"
+
+if [ "$device" = cpu ]; then
+  # Dry run: every step and the table, at sizes that finish in about two minutes on 2 cores.
+  epochs=${epochs:-1}
+  n_jobs=${n_jobs:-2}
+  toy_size=(data.image_size=64 model.pretrained=false)
+  bench_args=(--rounds 1 --train-steps 2 --eval-steps 2 --warmup 1 --num-workers 0)
+else
+  epochs=${epochs:-25}
+  n_jobs=${n_jobs:-4}
+  toy_size=()
+  bench_args=(--quick)
+fi
+
+rows=()
+failed=0
+# step NAME LIMIT_SECONDS COMMAND...: runs it with its output in OUT/NAME.log, notes the seconds.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit} s): $*"
+  local started=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" >"$out/$name.log" 2>&1
+  local status=$?
+  step_seconds=$((SECONDS - started))
+  if [ $status -eq 124 ] || [ $status -eq 137 ]; then
+    echo "   timed out after ${limit} s; see $out/$name.log"
+    return 124
+  elif [ $status -ne 0 ]; then
+    echo "   failed (exit $status); last lines of $out/$name.log:"
+    tail -n 5 "$out/$name.log" | sed 's/^/   /'
+    return $status
+  fi
+  echo "   done in ${step_seconds} s"
+}
+add_row() { rows+=("| $1 | $2 | $3 |"); }
+
+# 1. Versions and the device; a CUDA check without a GPU stops here with one line.
+versions=$("$python" - "$device" 2>&1 <<'EOF'
+import sys, platform
+import torch, torchvision, hydra, hymtl
+device = sys.argv[1]
+if device.startswith("cuda") and not torch.cuda.is_available():
+    sys.exit("no CUDA device visible to torch; run with --device cpu for the dry run")
+name = torch.cuda.get_device_name(device) if device.startswith("cuda") else platform.processor() or "cpu"
+cuda = f", CUDA {torch.version.cuda}" if device.startswith("cuda") else ""
+print(f"hymtl {hymtl.__version__}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
+      f"hydra {hydra.__version__}, Python {platform.python_version()}{cuda}; {name}")
+EOF
+)
+if [ $? -ne 0 ]; then
+  echo "gpu_check: ${versions##*$'\n'}" >&2
+  exit 2
+fi
+echo "$versions"
+add_row "versions and device" "$versions" ""
+
+# 2. One epoch on a generated folder, then the run directory's own check.
+toy=$out/toy_images
+"$python" -c "import sys; from hymtl.toydata import make_toy_image_folder as m; m(sys.argv[1], 24, 12)" "$toy"
+if step run_1_epoch 120 "$python" -m hymtl.train data.root="$toy" epochs=1 device="$device" \
+    model=resnet18 model.pretrained=false "hydra.run.dir=$out/run_1_epoch" \
+  && run_seconds=$step_seconds \
+  && step check_run_dir 60 "$python" scripts/check_run_dir.py "$out/run_1_epoch" --epochs 1; then
+  add_row "1-epoch run, generated folder" "$(tail -n 1 "$out/check_run_dir.log")" "$run_seconds"
+else
+  add_row "1-epoch run, generated folder" "FAILED (see $out/run_1_epoch.log)" ""
+  failed=1
+fi
+
+# 3. The tutorial loop against hymtl, on the real images when present, else the generated ones.
+bench_data=$data
+[ -d "$bench_data/train" ] || bench_data=$toy
+if step bench 120 "$python" scripts/bench.py --device "$device" --data "$bench_data" "${bench_args[@]}"; then
+  add_row "bench.py on $(basename "$bench_data")" "$(grep -h '^speedup_vs_reference=' "$out/bench.log")" "$step_seconds"
+else
+  add_row "bench.py on $(basename "$bench_data")" "FAILED (see $out/bench.log)" ""
+  failed=1
+fi
+
+# 4. The sweep: sequential and with jobs sharing the device.
+sweep_args=(--data "$bench_data" --device "$device" --epochs "$epochs" --n-jobs "$n_jobs"
+  --model mobilenet_v2 --out "$out/sweeps")
+[ -n "$weights" ] && sweep_args+=(--weights "$weights")
+[ ${#toy_size[@]} -gt 0 ] && sweep_args+=(--set "${toy_size[@]}")
+if step sweeps 300 "$python" scripts/time_sweeps.py "${sweep_args[@]}"; then
+  # time_sweeps' rows are | launcher | seconds | accuracies |; here: | check | result | seconds |
+  while IFS= read -r line; do
+    rows+=("$line")
+  done < <(awk -F' [|] ' '/^[|] (basic|joblib)/ {
+    printf "| sweep, %s | best val acc %s | %s |\n", substr($1, 3), substr($3, 1, length($3) - 2), $2
+  }' "$out/sweeps.log")
+  add_row "sweep speed-up with jobs sharing the device" "$(grep -h '^joblib_speedup=' "$out/sweeps.log")" "$step_seconds"
+else
+  add_row "4-regularizer sweeps" "FAILED or timed out (see $out/sweeps.log)" ""
+  failed=1
+fi
+
+echo
+echo "gpu_check, device=$device, $epochs epochs per sweep run; logs in $out"
+echo "| check | result | seconds |"
+echo "|---|---|---|"
+printf '%s\n' "${rows[@]}"
+exit $failed
