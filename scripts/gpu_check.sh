@@ -3,8 +3,10 @@
 #   1. versions and the device;
 #   2. a 1-epoch run on a generated image folder, checked by scripts/check_run_dir.py;
 #   3. scripts/bench.py --quick: the PyTorch tutorial's loop against hymtl's;
-#   4. the 4-regularizer MobileNetV2 sweep (25 epochs), one job after another and with
-#      --n-jobs jobs sharing the GPU (scripts/time_sweeps.py), wall times side by side.
+#   4. the 4-regularizer MobileNetV2 sweep, one job after another and with --n-jobs jobs
+#      sharing the GPU (scripts/time_sweeps.py), wall times side by side. 5 epochs per run by
+#      default, to stay inside 8 minutes: at batch 4 an H200 epoch of hymenoptera takes ~2.7 s,
+#      so --epochs 25 takes ~5 minutes for the sequential sweep alone.
 #
 #   bash scripts/gpu_check.sh --data data/hymenoptera_data [--weights mobilenet_v2_features.pth]
 #   bash scripts/gpu_check.sh --device cpu    # dry run: the same steps at toy sizes, no GPU needed
@@ -44,7 +46,7 @@ if [ "$device" = cpu ]; then
   toy_size=(data.image_size=64 model.pretrained=false)
   bench_args=(--rounds 1 --train-steps 2 --eval-steps 2 --warmup 1 --num-workers 0)
 else
-  epochs=${epochs:-25}
+  epochs=${epochs:-5}
   n_jobs=${n_jobs:-4}
   toy_size=()
   bench_args=(--quick)
