@@ -15,7 +15,7 @@ from .conftest import TINY
 def run_sweep(args, cwd, timeout=900):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "hymtl.train", "-m", *args, *TINY],
+        [sys.executable, "-m", "hymtl.train", "-m", *TINY, *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -39,6 +39,9 @@ def test_joblib_runs_jobs_in_parallel_with_split_threads(image_root, tmp_path):
             "hydra/launcher=joblib",
             "hydra.launcher.n_jobs=2",
             "regularizer=none,l1",
+            # DataLoader workers inside loky jobs, as on CUDA (where num_workers defaults to 8):
+            # they once failed to start there ("'Process' object has no attribute 'env'").
+            "num_workers=1",
             "data=imagefolder",
             f"data.root={image_root}",
             "epochs=1",

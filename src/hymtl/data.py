@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -387,6 +388,14 @@ def seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
+def worker_start_method() -> str | None:
+    """"fork" on Linux, named rather than left to the default: inside a joblib launcher job
+    (loky) the default context is loky's, which cannot start DataLoader workers, and Python
+    3.14 makes forkserver the default, which would pickle the decoded-image cache to each
+    worker instead of sharing it. Elsewhere (macOS, Windows) the platform's default."""
+    return "fork" if sys.platform.startswith("linux") else None
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -406,6 +415,7 @@ def make_loader(
         sampler=sampler,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
         num_workers=num_workers,
+        multiprocessing_context=worker_start_method() if num_workers > 0 else None,
         pin_memory=pin_memory,
         drop_last=drop_last,
         # Not persistent: fresh workers each epoch draw their seeds from `generator`, so a
