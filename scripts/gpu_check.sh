@@ -43,7 +43,7 @@ if [ "$device" = cpu ]; then
   # Dry run: every step and the table, at sizes that finish in about two minutes on 2 cores.
   epochs=${epochs:-1}
   n_jobs=${n_jobs:-2}
-  toy_size=(data.image_size=64 model.pretrained=false)
+  toy_size=(data.image_size=64 data.resize_size=72 model.pretrained=false)
   bench_args=(--rounds 1 --train-steps 2 --eval-steps 2 --warmup 1 --num-workers 0)
 else
   epochs=${epochs:-5}
@@ -99,7 +99,7 @@ add_row "versions and device" "$versions" ""
 toy=$out/toy_images
 "$python" -c "import sys; from hymtl.toydata import make_toy_image_folder as m; m(sys.argv[1], 24, 12)" "$toy"
 if step run_1_epoch 120 "$python" -m hymtl.train data.root="$toy" epochs=1 device="$device" \
-    model=resnet18 model.pretrained=false "hydra.run.dir=$out/run_1_epoch" \
+    model=resnet18 model.pretrained=false "hydra.run.dir=$out/run_1_epoch" "${toy_size[@]}" \
   && run_seconds=$step_seconds \
   && step check_run_dir 60 "$python" scripts/check_run_dir.py "$out/run_1_epoch" --epochs 1; then
   add_row "1-epoch run, generated folder" "$(tail -n 1 "$out/check_run_dir.log")" "$run_seconds"

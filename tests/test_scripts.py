@@ -329,3 +329,49 @@ def test_download_data_refuses_a_file_that_is_no_zip_and_leaves_nothing(tmp_path
     assert download_data.main(["--dest", str(dest), "--url", not_a_zip.as_uri()]) == 1
     assert "is not a usable zip" in capsys.readouterr().err
     assert not dest.exists()
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_on_cpu_prints_every_row_of_its_table(tmp_path):
+    """scripts/gpu_check.sh --device cpu: the GPU check's steps at toy sizes, so the script that
+    only runs where a GPU is lent cannot rot unnoticed."""
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "gpu_check.sh"), "--device", "cpu", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout[result.stdout.index("| check | result | seconds |") :].splitlines()
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    rows = {check: (result, seconds) for check, result, seconds in cells}
+    assert "complete; best val acc" in rows["1-epoch run, generated folder"][0]
+    speedup = rows["bench.py on toy_images"][0]
+    assert float(speedup.removeprefix("speedup_vs_reference=")) > 0
+    for layout in (
+        "sweep, basic (sequential, all cores per job)",
+        "sweep, joblib n_jobs=2 (1 threads per job)",
+    ):
+        accuracies, seconds = rows[layout]
+        assert float(seconds) > 0
+        # every job of the sweep finished: four accuracies, none missing (nan)
+        accuracies = accuracies.removeprefix("best val acc ").split(" / ")
+        assert len(accuracies) == 4 and "nan" not in accuracies
+    assert "joblib_speedup=" in rows["sweep speed-up with jobs sharing the device"][0]
+
+
+def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    result = subprocess.run(
+        ["bash", str(SCRIPTS / "gpu_check.sh"), "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "gpu_check: no CUDA device visible to torch; run with --device cpu for the dry run"
+    )
