@@ -15,7 +15,7 @@ from hymtl.config import to_plain_dict
 from hymtl.tracking import flatten, open_trackers
 from hymtl.train import RunInterrupted, train
 
-from .conftest import TINY, compose_config
+from .conftest import TINY, compose_config, run_cli
 
 mlflow = pytest.importorskip("mlflow", reason="the [track] extra is not installed")
 event_accumulator = pytest.importorskip(
@@ -200,3 +200,21 @@ def test_a_missing_tracking_extra_is_one_line_naming_it(image_root, tmp_path, mo
         train(cfg, tmp_path / "run")
     assert str(error.value) == expected
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["error"] == expected
+
+
+@pytest.mark.slow
+def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(image_root, tmp_path):
+    sweep, store = tmp_path / "sweep", tmp_path / "mlflow.db"
+    overrides = tiny(image_root, store, "logger=[mlflow,tensorboard]", "epochs=1")
+    result = run_cli(["-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    client, runs = runs_in(store, experiment=str(sweep))  # no experiment=: the sweep dir names it
+    assert sorted((r.data.tags["job"], r.data.tags["seed"]) for r in runs) == [
+        ("0", "0"),
+        ("1", "1"),
+    ]
+    assert {run.data.tags["sweep_dir"] for run in runs} == {str(sweep)}
+    # One TensorBoard log dir per job inside the sweep dir: `tensorboard --logdir SWEEP` shows all.
+    board = event_accumulator.EventAccumulator(str(sweep / "1" / "tensorboard"))
+    board.Reload()
+    assert [event.step for event in board.Scalars("val_acc")] == [1]
