@@ -1,10 +1,12 @@
 """logger=mlflow / tensorboard: real MLflow stores and TensorBoard event files, read back."""
 
+import http.server
 import json
 import logging
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -218,3 +220,29 @@ def test_a_sweep_is_one_mlflow_experiment_with_a_run_per_job(image_root, tmp_pat
     board = event_accumulator.EventAccumulator(str(sweep / "1" / "tensorboard"))
     board.Reload()
     assert [event.step for event in board.Scalars("val_acc")] == [1]
+
+
+class Refusing(http.server.BaseHTTPRequestHandler):
+    """A tracking server that turns every request away, as one without our credentials does."""
+
+    def refuse(self):
+        self.send_response(403)
+        self.end_headers()
+
+    do_GET = do_POST = refuse
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_refuses_costs_one_warning_and_no_tracker(tmp_path, caplog):
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        uri = f"http://127.0.0.1:{server.server_address[1]}"
+        cfg = compose_config(["logger=mlflow", f"logger.tracking_uri={uri}"])
+        with caplog.at_level(logging.WARNING):
+            trackers = open_trackers(cfg, tmp_path / "run", None)
+        server.shutdown()
+    assert trackers.active == []
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith("mlflow is off for this run (") and "403" in warning
