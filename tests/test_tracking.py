@@ -246,3 +246,14 @@ def test_a_server_that_refuses_costs_one_warning_and_no_tracker(tmp_path, caplog
     assert trackers.active == []
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warning.startswith("mlflow is off for this run (") and "403" in warning
+
+
+@pytest.mark.slow
+def test_report_over_the_working_directory_skips_mlflow_copies(image_root, tmp_path):
+    """`./mlruns/` holds copies of summary.json: `hymtl report .` must count each run once."""
+    from hymtl.report import find_run_dirs
+
+    store = tmp_path / "mlflow.db"
+    train(compose_config(tiny(image_root, store, "logger=mlflow", "epochs=1")), tmp_path / "run")
+    assert len(list((tmp_path / "mlruns").rglob("summary.json"))) == 1
+    assert find_run_dirs(tmp_path) == [tmp_path / "run"]

@@ -32,6 +32,8 @@ FINAL_ARTIFACTS = (
     "summary.json",
 )
 TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking.py)
+# logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
+MLFLOW_ARTIFACTS_DIR = "mlruns"
 ARTIFACT_FILES = ("metrics.csv", "last.pt", "best.pt") + FINAL_ARTIFACTS + (TENSORBOARD_DIR,)
 RUN_FILES = ARTIFACT_FILES + (".hydra", "train.log")
 LOCK_NAME = ".hymtl.lock"

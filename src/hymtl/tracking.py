@@ -22,7 +22,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from hymtl import UserError, display_path, distributed
-from hymtl.rundir import FINAL_ARTIFACTS, TENSORBOARD_DIR
+from hymtl.rundir import FINAL_ARTIFACTS, MLFLOW_ARTIFACTS_DIR, TENSORBOARD_DIR
 
 log = logging.getLogger("hymtl.tracking")
 
@@ -223,7 +223,8 @@ class MlflowTracker:
         # ./mlruns of whichever directory first creates the experiment).
         location = None
         if uri.startswith("sqlite:///"):
-            location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlruns").as_uri()
+            database = Path(uri.removeprefix("sqlite:///")).resolve()
+            location = (database.parent / MLFLOW_ARTIFACTS_DIR).as_uri()
         try:
             return self.client.create_experiment(name, artifact_location=location)
         except Exception:
