@@ -257,3 +257,11 @@ def test_report_over_the_working_directory_skips_mlflow_copies(image_root, tmp_p
     train(compose_config(tiny(image_root, store, "logger=mlflow", "epochs=1")), tmp_path / "run")
     assert len(list((tmp_path / "mlruns").rglob("summary.json"))) == 1
     assert find_run_dirs(tmp_path) == [tmp_path / "run"]
+
+
+def test_an_unknown_logger_is_one_line_listing_the_options_alone_or_in_a_list():
+    from hymtl.train import override_problem
+
+    expected = "logger=foo is not an option; logger options: mlflow, none, tensorboard"
+    assert override_problem(["logger=foo"]) == expected
+    assert override_problem(["logger=[mlflow,foo]"]) == expected

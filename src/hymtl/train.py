@@ -615,6 +615,18 @@ def override_problem(argv: list[str]) -> str | None:
     return None
 
 
+def packaged_options(group: str) -> list[str]:
+    """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
+    from importlib.resources import files
+
+    folder = files("hymtl.conf").joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml")
+    )
+
+
 def quoted_after(text: str, prefix: str) -> str | None:
     return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
 
@@ -628,12 +640,14 @@ def composition_message(error: Exception) -> str:
     unknown = quoted_after(text, "Could not override '")
     if unknown:
         return f"unknown config key {suggest_key(unknown)}; `--cfg job` lists every key"
-    missing = quoted_after(text, "Could not find '")
+    # "find": one option chosen (Hydra lists the others); "load": one of a list, e.g. logger=[...]
+    missing = quoted_after(text, "Could not find '") or quoted_after(text, "Could not load '")
     if missing and "/" in missing:
         group, _, option = missing.rpartition("/")
         header = f"Available options in '{group}':"
         listed = lines[lines.index(header) + 1 :] if header in lines else []
         options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
+        options = options or packaged_options(group)
         return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
     return text
 
