@@ -31,7 +31,7 @@ FINAL_ARTIFACTS = (
     "errors.png",
     "summary.json",
 )
-TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking.py)
+TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking_tensorboard.py)
 # logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
 MLFLOW_ARTIFACTS_DIR = "mlruns"
 ARTIFACT_FILES = ("metrics.csv", "last.pt", "best.pt") + FINAL_ARTIFACTS + (TENSORBOARD_DIR,)
