@@ -656,6 +656,14 @@ def config_unknown_model_option(tmp: Path) -> None:
 
 
 @case
+def config_unknown_logger_option(tmp: Path) -> None:
+    expect_config_refused(tmp, "logger=foo", mentions=("logger=foo", "mlflow, none, tensorboard"))
+    expect_config_refused(
+        tmp, "logger=[mlflow,foo]", mentions=("logger=foo", "mlflow, none, tensorboard")
+    )
+
+
+@case
 def config_epochs_not_a_number(tmp: Path) -> None:
     expect_config_refused(tmp, "epochs=many", mentions=("epochs",))
 

@@ -31,6 +31,7 @@ from omegaconf.errors import OmegaConfBaseException
 from hymtl import UserError
 from hymtl.artifacts import atomic_write, read_metrics
 from hymtl.plots import whole_epochs
+from hymtl.rundir import MLFLOW_ARTIFACTS_DIR
 from hymtl.search_report import search_lines, search_trials, setting, trial_runs
 from hymtl.stats import (
     mcnemar,
@@ -74,11 +75,13 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
         for hit in Path(sweep_dir).glob(f"**/{marker}"):
             found.add(hit.parents[marker.count("/")])
 
-    # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run, and
-    # RUN/replaced-<time>/ an earlier run that overwrite=true or a sweep re-run moved aside.
+    # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run,
+    # RUN/replaced-<time>/ an earlier run that overwrite=true or a sweep re-run moved aside, and
+    # mlruns/ logger=mlflow's copies of run files (hymtl/tracking.py).
     def counted(path: Path) -> bool:
         parts = path.relative_to(sweep_dir).parts
-        return not any(part == "resumed" or part.startswith("replaced-") for part in parts)
+        skipped = ("resumed", MLFLOW_ARTIFACTS_DIR)
+        return not any(part in skipped or part.startswith("replaced-") for part in parts)
 
     return sorted(path for path in found if counted(path))
 

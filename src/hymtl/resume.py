@@ -90,9 +90,10 @@ def lookup(config: dict, dotted: str):
 
 def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], cfg) -> DictConfig:
     """The interrupted run's own config, typed again by the schema, with what this invocation's
-    overrides may change: `epochs=N` at least the run's extends it; an override that would
-    change anything else is refused by name, never silently ignored. `cfg` is the config this
-    invocation composed (its values for the overrides)."""
+    overrides may change: `epochs=N` at least the run's extends it, `logger=`/`logger.*` switch
+    its trackers; an override that would change anything else is refused by name, never
+    silently ignored. `cfg` is the config this invocation composed (its values for the
+    overrides)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     run_config = checkpoint["config"]
@@ -105,6 +106,10 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
     for override in OverridesParser.create().parse_overrides(overrides):
         key = override.key_or_group
         if key in ("resume", "overwrite") and not override.is_delete():
+            continue
+        if key == "logger" or key.startswith("logger."):
+            # Trackers mirror the run and change nothing it computes: any may be switched.
+            OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)
             continue
         if key == "epochs":
             if cfg.epochs < run_config["epochs"]:

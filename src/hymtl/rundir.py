@@ -31,12 +31,16 @@ FINAL_ARTIFACTS = (
     "errors.png",
     "summary.json",
 )
-ARTIFACT_FILES = ("metrics.csv", "last.pt", "best.pt") + FINAL_ARTIFACTS
+TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking_tensorboard.py)
+# logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
+MLFLOW_ARTIFACTS_DIR = "mlruns"
+ARTIFACT_FILES = ("metrics.csv", "last.pt", "best.pt") + FINAL_ARTIFACTS + (TENSORBOARD_DIR,)
 RUN_FILES = ARTIFACT_FILES + (".hydra", "train.log")
 LOCK_NAME = ".hymtl.lock"
 REPLACED_PREFIX = "replaced-"
 # Keys that say how to start a run, not what the run is: never part of "the same config".
-START_KEYS = ("resume", "overwrite")
+# `logger` too: a tracker mirrors a run and changes nothing it computes.
+START_KEYS = ("resume", "overwrite", "logger")
 
 
 @dataclass

@@ -125,6 +125,18 @@ class AugmentConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Trackers that mirror the run dir (hymtl/tracking.py). Off unless conf/logger/*.yaml
+    switches them on; what the other keys mean is written in conf/logger/mlflow.yaml."""
+
+    mlflow: bool = False
+    tensorboard: bool = False
+    tracking_uri: str | None = None
+    experiment_name: str | None = None
+    log_checkpoints: bool = False
+
+
+@dataclass
 class StepLRConfig:
     _target_: str = "torch.optim.lr_scheduler.StepLR"
     _partial_: bool = True
@@ -177,6 +189,7 @@ class Config:
     resume: str | None = MISSING
     overwrite: bool = MISSING
     augment: AugmentConfig = MISSING
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     grid_images: int = 16  # prediction grid size (images drawn from the val split)

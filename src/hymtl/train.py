@@ -76,6 +76,7 @@ from hymtl.runtime import (
     seed_everything,
 )
 from hymtl.schema import register_configs
+from hymtl.tracking import Trackers, open_trackers
 
 log = logging.getLogger("hymtl.train")
 
@@ -152,6 +153,7 @@ class Progress:
     stopped_early_at: int | None = None
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None})
     last_eval: dict | None = None  # the latest epoch's evaluation
+    tracking: dict = field(default_factory=dict)  # tracker run ids, so resume= continues them
 
 
 def setup_runtime(cfg: DictConfig) -> Runtime:
@@ -323,6 +325,7 @@ def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
         "config": to_plain_dict(cfg),
         "class_names": parts.splits.classes,
         "rng": capture_rng(parts.train_loader.generator),
+        "tracking": progress.tracking,
     }
 
 
@@ -334,7 +337,9 @@ def non_finite_tensor(model: nn.Module) -> str | None:
     return None
 
 
-def fit(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, metrics) -> None:
+def fit(
+    cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, metrics, trackers
+) -> None:
     """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint."""
     ranks, device = runtime.ranks, runtime.device
     save = ranks.is_main  # the run dir is rank 0's
@@ -407,6 +412,7 @@ def fit(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, 
             "seconds": time.time() - epoch_start,
         }
         metrics.append(row)
+        trackers.log_epoch(row)
         if val["acc"] > progress.best["val_acc"]:
             progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
             if save:
@@ -495,6 +501,7 @@ class RunOutcome:
         self.writes_summary = self.owner and not resumed
         self.stage = "start-up"
         self.progress = Progress()
+        self.trackers = Trackers([])  # told how the run ended, as summary.json is
 
     def __enter__(self) -> RunOutcome:
         self.lock = RunLock(self.run_dir) if self.owner else None
@@ -521,6 +528,9 @@ class RunOutcome:
     def write_status(self, status: str, reason: str) -> None:
         if self.writes_summary:
             write_json(self.run_dir / "summary.json", {"status": status, "error": reason})
+        elif self.owner:  # a resumed run, not changed yet: summary.json still says how it ended
+            status = (read_summary(self.run_dir) or {}).get("status", status)
+        self.trackers.finish(status, self.run_dir, None, reason)
 
 
 def start_training(cfg, parts: Parts, progress: Progress, run_dir: Path, resumed) -> None:
@@ -545,14 +555,16 @@ def train(
     started = time.time()
     cfg, run_dir, resumed = open_run(cfg, run_dir, overrides)
     with RunOutcome(run_dir, resumed) as outcome:
+        outcome.trackers = trackers = open_trackers(cfg, run_dir, resumed)
         runtime = setup_runtime(cfg)
         parts = build_parts(cfg, runtime)
         progress = restore(parts, resumed, run_dir, runtime) if resumed else Progress()
+        progress.tracking = trackers.run_ids()
         if outcome.owner:
             start_training(cfg, parts, progress, run_dir, resumed)
         outcome.training(progress)
         with MetricsLog(run_dir / "metrics.csv" if outcome.owner else None) as metrics:
-            fit(cfg, parts, progress, run_dir, runtime, metrics)
+            fit(cfg, parts, progress, run_dir, runtime, metrics, trackers)
         if not outcome.owner:
             return {"status": "completed", "best_val_acc": progress.best["val_acc"]}
         outcome.stage = "the final artifacts"
@@ -563,6 +575,7 @@ def train(
             "stopped_early_at": progress.stopped_early_at,
         }
         summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
+        trackers.finish("completed", run_dir, summary)
     log.info(
         "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
         progress.best["val_acc"],
@@ -602,6 +615,18 @@ def override_problem(argv: list[str]) -> str | None:
     return None
 
 
+def packaged_options(group: str) -> list[str]:
+    """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
+    from importlib.resources import files
+
+    folder = files("hymtl.conf").joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml")
+    )
+
+
 def quoted_after(text: str, prefix: str) -> str | None:
     return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
 
@@ -615,12 +640,14 @@ def composition_message(error: Exception) -> str:
     unknown = quoted_after(text, "Could not override '")
     if unknown:
         return f"unknown config key {suggest_key(unknown)}; `--cfg job` lists every key"
-    missing = quoted_after(text, "Could not find '")
+    # "find": one option chosen (Hydra lists the others); "load": one of a list, e.g. logger=[...]
+    missing = quoted_after(text, "Could not find '") or quoted_after(text, "Could not load '")
     if missing and "/" in missing:
         group, _, option = missing.rpartition("/")
         header = f"Available options in '{group}':"
         listed = lines[lines.index(header) + 1 :] if header in lines else []
         options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
+        options = options or packaged_options(group)
         return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
     return text
 

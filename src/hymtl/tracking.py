@@ -1,0 +1,142 @@
+"""Trackers: MLflow and TensorBoard mirrors of the run dir (`logger=mlflow`, `logger=tensorboard`,
+`logger=[mlflow,tensorboard]`; see conf/logger/ and docs/tracking.md).
+
+The run dir stays the source of truth. A tracker receives what the run dir receives (each
+epoch's metrics row, then the final summary, plots and predictions, or the way the run ended)
+and never decides anything: when one fails (a server that is down or refuses, a full disk), it
+says so in one warning line and is switched off, and training goes on. Only a missing library
+is an error, since the user asked for that tracker. Under torchrun only rank 0 tracks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hymtl import UserError, distributed
+
+log = logging.getLogger("hymtl.tracking")
+
+EXTRA_HINT = "needs the tracking extra: pip install 'hymtl[track]'"
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}: the config as MLflow params and TensorBoard hparams."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    flat = {}
+    for key, value in node.items():
+        flat.update(flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
+    return flat
+
+
+def final_metrics(summary: dict) -> dict[str, float]:
+    macro = summary["best_model"]["macro"]
+    return {
+        "best_val_acc": summary["best_val_acc"],
+        "best_macro_precision": macro["precision"],
+        "best_macro_recall": macro["recall"],
+        "best_macro_f1": macro["f1"],
+    }
+
+
+def run_context(cfg: DictConfig) -> dict[str, Any]:
+    """What Hydra knows about this run: the experiment and search chosen, the sweep and job."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    hydra_cfg = HydraConfig.get()
+    choices = hydra_cfg.runtime.choices
+    context = {
+        "experiment": choices.get("experiment"),
+        "hparams_search": choices.get("hparams_search"),
+    }
+    if str(hydra_cfg.mode).endswith("MULTIRUN"):
+        context["sweep_dir"] = hydra_cfg.sweep.dir
+        context["job"] = hydra_cfg.job.num
+    return context
+
+
+class Trackers:
+    """The trackers a run writes to, each switched off at its first failure."""
+
+    def __init__(self, trackers: list) -> None:
+        self.active = trackers
+
+    def run_ids(self) -> dict[str, str]:
+        """What last.pt keeps so that resume= continues the same tracker runs."""
+        ids = {}
+        for tracker in self.active:
+            ids.update(tracker.run_ids())
+        return ids
+
+    def log_epoch(self, row: dict) -> None:
+        self.each("log_epoch", row)
+
+    def finish(self, status: str, run_dir: Path, summary: dict | None, reason: str = "") -> None:
+        """status: completed, failed or interrupted, as summary.json says."""
+        self.each("finish", status, run_dir, summary, reason)
+
+    def each(self, method: str, *args) -> None:
+        for tracker in list(self.active):
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as error:
+                self.active.remove(tracker)
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                log.warning(
+                    "%s stopped mirroring this run (%s); the run dir alone records the rest",
+                    tracker.name,
+                    first_line[:300],
+                )
+
+
+def open_trackers(cfg: DictConfig, run_dir: Path, resumed: dict | None) -> Trackers:
+    """The trackers cfg.logger asks for, started (or, for resume=, continued) on rank 0."""
+    wanted = cfg.logger.mlflow or cfg.logger.tensorboard
+    if not wanted or not distributed.launched_ranks().is_main:
+        return Trackers([])
+    previous_ids = (resumed or {}).get("tracking") or {}
+    makers = []
+    if cfg.logger.mlflow:
+        makers.append(mlflow_tracker_maker())
+    if cfg.logger.tensorboard:
+        makers.append(tensorboard_tracker_maker())
+    trackers = Trackers([])
+    for maker in makers:
+        try:
+            trackers.active.append(maker(cfg, run_dir, previous_ids, resumed))
+        except Exception as error:
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            log.warning(
+                "%s is off for this run (%s); the run dir records it as always",
+                maker.name,
+                first_line[:300],
+            )
+    return trackers
+
+
+def mlflow_tracker_maker():
+    """MlflowTracker, once `mlflow` imports: a missing extra is the one tracker error that
+    stops the run, before it has done any work."""
+    try:
+        import mlflow  # noqa: F401
+    except ImportError:
+        raise UserError(f"logger=mlflow {EXTRA_HINT}") from None
+    from hymtl.tracking_mlflow import MlflowTracker
+
+    return MlflowTracker
+
+
+def tensorboard_tracker_maker():
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError(f"logger=tensorboard {EXTRA_HINT}") from None
+    from hymtl.tracking_tensorboard import TensorBoardTracker
+
+    return TensorBoardTracker

@@ -1,0 +1,77 @@
+"""logger=tensorboard: event files in RUN_DIR/tensorboard (see hymtl/tracking.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hymtl.rundir import TENSORBOARD_DIR
+from hymtl.tracking import final_metrics, flatten
+
+
+class TensorBoardTracker:
+    """RUN_DIR/tensorboard: scalars per epoch; at the end the config and final metrics for the
+    HPARAMS tab, and the run's plots as images. TensorBoard reads folders recursively, so
+    `tensorboard --logdir SWEEP_DIR` shows every job of a sweep."""
+
+    name = "tensorboard"
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from hymtl.config import to_plain_dict
+
+        # A resumed run redoes the epochs after last.pt: purge_step drops their old points.
+        purge_step = resumed["epoch"] + 1 if resumed else None
+        self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
+        config = flatten(to_plain_dict(cfg))
+        self.hparams = {key: hparam_value(value) for key, value in config.items()}
+
+    def run_ids(self) -> dict[str, str]:
+        return {}
+
+    def log_epoch(self, row: dict) -> None:
+        epoch = int(row["epoch"])
+        for key, value in row.items():
+            if key != "epoch":
+                self.writer.add_scalar(key, value, epoch)
+        self.writer.flush()
+
+    def finish(self, status: str, run_dir: Path, summary: dict | None, reason: str) -> None:
+        try:
+            if status == "completed" and summary is not None:
+                self.write_hparams(final_metrics(summary))
+                self.write_images(run_dir)
+        finally:
+            self.writer.close()
+
+    def write_hparams(self, metrics: dict[str, float]) -> None:
+        """Written into this run's own event file (SummaryWriter.add_hparams would open a new
+        folder per call): one run, one entry in the HPARAMS tab."""
+        from torch.utils.tensorboard.summary import hparams
+
+        tags = {f"hparam/{key}": value for key, value in metrics.items()}
+        for summary in hparams(self.hparams, tags):
+            self.writer.file_writer.add_summary(summary)
+        for tag, value in tags.items():
+            self.writer.add_scalar(tag, value)
+
+    def write_images(self, run_dir: Path) -> None:
+        import numpy as np
+        from PIL import Image
+
+        for name in ("curves.png", "confusion_matrix.png", "predictions.png", "errors.png"):
+            if (run_dir / name).is_file():
+                with Image.open(run_dir / name) as image:
+                    pixels = np.asarray(image.convert("RGB"))
+                self.writer.add_image(name.removesuffix(".png"), pixels, dataformats="HWC")
+
+
+def hparam_value(value: Any) -> Any:
+    """TensorBoard's hparams take numbers, strings and booleans; lists and None become text."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value)
