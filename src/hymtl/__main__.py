@@ -14,7 +14,7 @@ COMMANDS = {
     "report": ("hymtl.report", "compare the runs of sweeps: report.md, report.csv, plots"),
     "predict": ("hymtl.predict", "classify new images with a run's checkpoint"),
     "evaluate": ("hymtl.evaluate", "a run's metrics again, on any split"),
-    "export": ("hymtl.export", "a run's model as TorchScript, with its classes and preprocessing"),
+    "export": ("hymtl.export", "the model as TorchScript or ONNX, with classes and preprocessing"),
 }
 
 

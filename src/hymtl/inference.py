@@ -73,7 +73,8 @@ def check_checkpoint(checkpoint, where: str) -> None:
 
 
 def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
-    """A model `hymtl export` wrote (TorchScript with its metadata), or None for other files."""
+    """A model `hymtl export` wrote (TorchScript or ONNX, with its metadata), or None for other
+    files. ONNX models run on the CPU whatever `device_name` says (onnxruntime's CPU provider)."""
     from hymtl.export import read_exported
 
     exported = read_exported(path)
@@ -81,10 +82,11 @@ def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
         return None
     model, metadata = exported
     prep = metadata["preprocessing"]
-    device = resolve_device(device_name)
+    on_cpu = metadata["format"] == "onnx"
+    device = torch.device("cpu") if on_cpu else resolve_device(device_name)
     config = {"model": {"name": metadata["model"]}, "data": {"image_size": prep["center_crop"]}}
     return LoadedModel(
-        model.to(device).eval(),
+        (model if on_cpu else model.to(device)).eval(),
         metadata["classes"],
         config,
         eval_transform(prep["resize"], prep["center_crop"], prep["mean"], prep["std"]),
