@@ -35,7 +35,7 @@ def test_each_command_is_reached_with_its_own_arguments(tmp_path):
     shown = hymtl("train", "--cfg", "job", "regularizer=l1", "lambda_l1=0.05")
     assert shown.returncode == 0 and "lambda_l1: 0.05" in shown.stdout
     refused = hymtl("predict", "devise=cpu")
-    assert refused.returncode == 2 and "did you mean device=?" in refused.stderr
+    assert refused.returncode == 2 and "(did you mean device?)" in refused.stderr
     missing = hymtl("report", str(tmp_path / "missing"))
     assert missing.returncode == 2 and missing.stderr.startswith("hymtl-report: error:")
 

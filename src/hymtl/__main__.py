@@ -1,6 +1,6 @@
 """`hymtl COMMAND ...` and `python -m hymtl COMMAND ...`: one entry point for every command.
 
-Each command keeps its own arguments (train: Hydra overrides; predict/evaluate: key=value;
+Each command keeps its own arguments (train, predict, evaluate: Hydra overrides; export: key=value;
 report: SWEEP_DIR... [--out DIR]) and is the same as `python -m hymtl.COMMAND`.
 """
 
