@@ -48,3 +48,33 @@ def test_hymtl_train_runs_like_python_m_hymtl_train(image_root, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
     assert (run_dir / "train.log").stat().st_size > 0
+
+
+def test_train_help_lists_the_groups_and_the_top_level_keys(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hymtl.train", "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    page = result.stdout
+    lines = [line.strip() for line in page.splitlines()]
+    assert lines[0].startswith("hymtl train: ")
+    groups = lines[lines.index("Config groups (GROUP=OPTION picks conf/GROUP/OPTION.yaml):") + 1 :]
+    assert groups[:8] == [
+        "data: hymenoptera, imagefolder             (default: hymenoptera)",
+        "model: mobilenet_v2, resnet18, resnet50    (default: resnet18)",
+        "regularizer: elasticnet, l1, l2, none      (default: none)",
+        "optimizer: adamw, sgd                      (default: sgd)",
+        "scheduler: cosine, none, steplr            (default: steplr)",
+        "augment: none, reference, trivialaugment   (default: reference)",
+        "experiment: regularization_study           (optional)",
+        "hparams_search: lambda_search              (optional)",
+    ]
+    keys = lines[lines.index("Top-level keys and their defaults (KEY=VALUE):") + 1 :]
+    assert keys[0].startswith("lambda_l1: 0.03 ") and "epochs: 25" in keys
+    assert "patience: null" in page and "metric: val_acc" in page
+    # Neither the schema/ groups of the ConfigStore nor Hydra's internals are options to pick.
+    assert "schema/" not in page and "_target_" not in page and "hydra/help" not in page
+    assert not list(tmp_path.iterdir())  # --help runs nothing and makes no run dir

@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hymtl import UserError, distributed
+from hymtl import UserError, distributed, help_page
 from hymtl.runtime import resolve_device
 
 # `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
@@ -251,3 +251,5 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
     OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
     OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
+    OmegaConf.register_new_resolver("hymtl_help_groups", help_page.groups_text, replace=True)
+    OmegaConf.register_new_resolver("hymtl_help_keys", help_page.keys_text, replace=True)
