@@ -118,7 +118,8 @@ def test_an_unknown_format_is_one_line(checkpoint, tmp_path, capsys):
     assert export_cli.main([f"ckpt={checkpoint}", "format=tflite"]) == 2
     error = capsys.readouterr().err.strip()
     assert error == (
-        "hymtl-export: error: format=tflite is not supported; choose one of torchscript, onnx"
+        "hymtl-export: error: Error merging override format=tflite Invalid value 'tflite', "
+        "expected one of [torchscript, onnx]"
     )
     assert not (tmp_path / "run" / "export").exists()
 

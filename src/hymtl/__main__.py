@@ -1,7 +1,7 @@
 """`hymtl COMMAND ...` and `python -m hymtl COMMAND ...`: one entry point for every command.
 
-Each command keeps its own arguments (train, predict, evaluate: Hydra overrides; export: key=value;
-report: SWEEP_DIR... [--out DIR]) and is the same as `python -m hymtl.COMMAND`.
+Each command keeps its own arguments (train, predict, evaluate, export: Hydra overrides, -m
+sweeps, --help; report: SWEEP_DIR... [--out DIR]) and is the same as `python -m hymtl.COMMAND`.
 """
 
 from __future__ import annotations

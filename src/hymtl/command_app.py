@@ -1,4 +1,4 @@
-"""hymtl predict and hymtl evaluate as Hydra apps, with hymtl.train's conventions: typed configs
+"""hymtl predict, evaluate and export as Hydra apps, with hymtl.train's conventions: typed configs
 (hymtl.schema; a misspelled key is refused in one line), `-m` sweeps (one job per checkpoint:
 `-m ckpt=A/best.pt,B/best.pt`), `--cfg job`, `--help` and tab completion (`-sc install=bash`).
 
@@ -21,9 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
 from hymtl.config import override_problem
-from hymtl.schema import EvaluateConfig, PredictConfig
+from hymtl.schema import EvaluateConfig, ExportConfig, PredictConfig
 
-SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig}
+SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
 
 HELP = """${hydra.help.header}
 usage: ${hydra.help.app_name} key=value ...   (every key below; a path with spaces: 'key=a b')
@@ -67,7 +67,7 @@ def command_config(name: str, summary: str) -> dict:
 
 
 def register_command_configs() -> None:
-    """The ConfigStore entries predict and evaluate compose; called before each one runs."""
+    """The ConfigStore entries the commands compose; called before each one runs."""
     from hymtl.__main__ import COMMANDS
 
     store = ConfigStore.instance()

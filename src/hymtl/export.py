@@ -1,11 +1,13 @@
 """Export a trained run's model for use without hymtl's training code.
 
-    python -m hymtl.export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]
+    hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]
 
 Writes a TorchScript file (default RUN_DIR/export/model.torchscript.pt) or an ONNX file
 (default RUN_DIR/export/model.onnx, dynamic batch axis; needs the `hymtl[onnx]` extra) that
 carries, inside it and in a JSON file beside it, what using it needs: the class names and the
 preprocessing (resize, center crop, mean/std). `hymtl predict ckpt=FILE` accepts either file.
+A Hydra app (hymtl.command_app) like predict and evaluate: keys and types in hymtl.schema's
+ExportConfig; `-m format=torchscript,onnx` writes both.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import warnings
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
-from hymtl.inference import LoadedModel, load_trained_model, one_line, parse_key_values
+from hymtl.command_app import run_command
+from hymtl.inference import LoadedModel, load_trained_model, one_line
 
 log = logging.getLogger("hymtl.export")
-USAGE = "python -m hymtl.export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"
+USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"
 # The name of the metadata inside a TorchScript archive and among an ONNX model's metadata_props.
 METADATA = "hymtl.json"
 DEFAULT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
@@ -167,30 +171,24 @@ def read_exported(path: Path) -> tuple[torch.jit.ScriptModule | OnnxModel, dict]
     return model, json.loads(extra[METADATA])
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        args = parse_key_values(
-            sys.argv[1:] if argv is None else argv, ("ckpt",), ("format", "out"), USAGE
-        )
-        kind = args.get("format", "torchscript")
-        if kind not in DEFAULT_FILES:
-            choices = ", ".join(DEFAULT_FILES)
-            raise UserError(f"format={kind} is not supported; choose one of {choices}")
-        default = Path(args["ckpt"]).expanduser().parent / "export" / DEFAULT_FILES[kind]
-        out = Path(args.get("out") or default)
-        if kind == "onnx" and out.suffix != ".onnx":
-            raise UserError(f"out={display_path(out)}: an ONNX file's name must end in .onnx")
-        if kind == "onnx":
-            require_onnx("format=onnx")  # before the checkpoint is read
-        loaded = load_trained_model(args["ckpt"], "cpu")
-        writer = export_onnx if kind == "onnx" else export_torchscript
-        writer(loaded, args["ckpt"], out)
-    except UserError as error:
-        print(f"hymtl-export: error: {error}", file=sys.stderr)
-        return 2
+def run(cfg: DictConfig) -> None:
+    """One export: `cfg.ckpt` as `cfg.format`, into `cfg.out` (UserError: refused)."""
+    kind = cfg.format.value
+    default = Path(cfg.ckpt).expanduser().parent / "export" / DEFAULT_FILES[kind]
+    out = Path(cfg.out or default).expanduser()
+    if kind == "onnx" and out.suffix != ".onnx":
+        raise UserError(f"out={display_path(out)}: an ONNX file's name must end in .onnx")
+    if kind == "onnx":
+        require_onnx("format=onnx")  # before the checkpoint is read
+    loaded = load_trained_model(cfg.ckpt, "cpu")
+    writer = export_onnx if kind == "onnx" else export_torchscript
+    writer(loaded, cfg.ckpt, out)
     print(f"{display_path(out)} (metadata: {display_path(out.with_suffix('.json'))})")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hymtl export ARGV` (default: the command line); returns the exit status."""
+    return run_command("export", run, USAGE, argv)
 
 
 def cli() -> None:

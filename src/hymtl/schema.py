@@ -208,6 +208,18 @@ class EvaluateConfig:
     batch_size: int = 32
 
 
+class ExportFormat(Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"  # needs the hymtl[onnx] extra
+
+
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING  # RUN_DIR/best.pt
+    format: ExportFormat = ExportFormat.torchscript
+    out: str | None = None  # null: RUN_DIR/export/model.torchscript.pt or model.onnx
+
+
 def register_configs() -> None:
     # Schemas live in their own `schema/` groups so they never show up as user-facing options.
     cs = ConfigStore.instance()
