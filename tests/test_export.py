@@ -3,6 +3,7 @@ how."""
 
 import csv
 import json
+import subprocess
 import sys
 
 import pytest
@@ -130,3 +131,26 @@ def test_an_onnx_file_hymtl_did_not_write_is_one_line(tmp_path, capsys):
     assert predict_cli.main([f"ckpt={not_onnx}", f"inputs={tmp_path}"]) == 2
     [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith(f"hymtl-predict: error: ckpt={not_onnx} is not a readable ONNX model (")
+
+
+def test_export_to_onnx_then_predict_from_the_command_line(checkpoint, tmp_path):
+    def hymtl(*args):
+        command = [sys.executable, "-m", "hymtl", *args]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+
+    images = tmp_path / "images"
+    write_class_images(images, per_class=2, seed=8)
+    exported = hymtl("export", f"ckpt={checkpoint}", "format=onnx")
+    assert exported.returncode == 0, exported.stderr
+    onnx_file = checkpoint.parent / "export" / "model.onnx"
+    assert exported.stdout.startswith(f"{onnx_file} (metadata: {onnx_file.with_suffix('.json')})")
+    from_onnx = hymtl("predict", f"ckpt={onnx_file}", f"inputs={images}", "out=from_onnx")
+    assert from_onnx.returncode == 0, from_onnx.stderr
+    from_ckpt = tmp_path / "from_ckpt"
+    assert predict_cli.main([f"ckpt={checkpoint}", f"inputs={images}", f"out={from_ckpt}"]) == 0
+    rows = predictions(tmp_path / "from_onnx" / "predictions.csv")  # out= relative to the cwd
+    expected = predictions(from_ckpt / "predictions.csv")
+    assert [row["predicted"] for row in rows] == [row["predicted"] for row in expected]
+    assert len(rows) == 4
+    for a, b in zip(rows, expected):
+        assert float(a["p_bees"]) == pytest.approx(float(b["p_bees"]), abs=1e-4)
