@@ -148,3 +148,25 @@ def test_paths_hydra_cannot_read_are_taken_literally(value):
 def test_what_hydra_reads_is_left_as_typed():
     typed = ["-m", "ckpt=a/best.pt,b/best.pt", "out=null", "batch_size=8", "inputs=photos/"]
     assert literal_values(typed) == typed
+
+
+@pytest.mark.parametrize(
+    "sweep, expected",
+    [
+        (
+            ["ckpt=a.pt,b.pt", "devise=cpu"],
+            "job 0 (ckpt=a.pt devise=cpu): unknown config key devise (did you mean device?); "
+            "`--cfg job` lists every key",
+        ),
+        (
+            ["ckpt=a.pt", "inputs=.", "batch_size=8,eight"],
+            "job 1 (ckpt=a.pt inputs=. batch_size=eight): Error merging override "
+            "batch_size=eight Value 'eight' of type 'str' could not be converted to Integer",
+        ),
+    ],
+)
+def test_a_sweeps_bad_job_is_one_line_before_any_job_runs(sweep, expected, capsys):
+    assert predict_cli.main(["-m", *sweep]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == f"hymtl-predict: error: {expected}"
+    assert "Launching" not in captured.err + captured.out

@@ -20,7 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
-from hymtl.config import override_problem
+from hymtl.config import composition_message, override_problem
 from hymtl.schema import EvaluateConfig, ExportConfig, PredictConfig
 
 SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
@@ -103,6 +103,26 @@ def literal_values(argv: list[str]) -> list[str]:
     return readable
 
 
+def sweep_problem(argv: list[str], config_name: str) -> str | None:
+    """override_problem for each job of a sweep (`-m`), so that a misspelled key or a bad value
+    in any job is one line before the first job runs, not Hydra's multi-line report."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as error:
+        return composition_message(error, config_name, config_module=None)
+    for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None):
+        for number, job in enumerate(batch):
+            problem = override_problem(list(job), config_name, config_module=None)
+            if problem:
+                return f"job {number} ({' '.join(job)}): {problem}"
+    return None
+
+
 def run_command(
     name: str, task: Callable[[DictConfig], None], usage: str, argv: list[str] | None = None
 ) -> int:
@@ -111,7 +131,10 @@ def run_command(
     failed (each one said why, and the others ran)."""
     register_command_configs()
     argv = literal_values(sys.argv[1:] if argv is None else argv)
-    problem = override_problem(argv, f"hymtl_{name}", config_module=None)
+    if {"-m", "--multirun"} & set(argv):
+        problem = sweep_problem(argv, f"hymtl_{name}")
+    else:
+        problem = override_problem(argv, f"hymtl_{name}", config_module=None)
     if problem:
         print(f"hymtl-{name}: error: {display_path(problem)}", file=sys.stderr)
         return 2
