@@ -1,6 +1,7 @@
 """`hymtl COMMAND` / `python -m hymtl COMMAND`: one entry point for every command."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -20,7 +21,7 @@ def hymtl(*args, cwd=None):
 def test_help_lists_every_command():
     result = hymtl("--help")
     assert result.returncode == 0
-    listed = [line.split()[0] for line in result.stdout.splitlines()[2:] if line.strip()]
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
     assert listed == list(COMMANDS) == ["train", "report", "predict", "evaluate", "export"]
 
 
@@ -78,3 +79,34 @@ def test_train_help_lists_the_groups_and_the_top_level_keys(tmp_path):
     # Neither the schema/ groups of the ConfigStore nor Hydra's internals are options to pick.
     assert "schema/" not in page and "_target_" not in page and "hydra/help" not in page
     assert not list(tmp_path.iterdir())  # --help runs nothing and makes no run dir
+
+
+@pytest.mark.parametrize(
+    "typed, offered",
+    [
+        ("hymtl ", "train report predict evaluate export"),
+        ("hymtl ev", "evaluate"),
+        ("hymtl predict ckpt=x.pt dev", "device="),
+        ("hymtl train regularizer=e", "regularizer=elasticnet"),
+        ("hymtl report ", ""),  # not a Hydra app: its arguments are folders, bash's default
+    ],
+)
+def test_tab_completion_of_commands_then_their_keys(typed, offered, tmp_path):
+    env = {**os.environ, "COMP_LINE": typed}
+    result = subprocess.run(
+        [sys.executable, "-m", "hymtl", "-sc", "query=bash"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == offered
+
+
+def test_the_installed_bash_completion_asks_hymtl(tmp_path):
+    script = hymtl("-sc", "install=bash", cwd=tmp_path).stdout
+    assert '$(COMP_LINE="$COMP_LINE" hymtl -sc query=bash 2> /dev/null)' in script
+    assert script.strip().endswith("complete -o nospace -o default -F _hymtl_completion hymtl")
+    # `hymtl predict -sc install=bash` gives the same script (Hydra's would name `hymtl predict`)
+    assert hymtl("predict", "-sc", "install=bash", cwd=tmp_path).stdout == script
