@@ -94,6 +94,21 @@ def require_onnx(what: str) -> None:
         raise UserError(f"{what} needs {', '.join(missing)}: {ONNX_EXTRA}")
 
 
+@contextlib.contextmanager
+def exporter_logs_quiet():
+    """The ONNX exporter's optimizer logs each pass at INFO ("Removed 170 unused nodes"): not
+    news for someone exporting a model. Warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
     """torch.export-based ONNX (the legacy TorchScript-based exporter is deprecated), one
     self-contained file, any batch size."""
@@ -101,7 +116,7 @@ def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
     model, size = portable_model(loaded)
     metadata = export_metadata(loaded, checkpoint, "onnx")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
+    with torch.no_grad(), exporter_logs_quiet():
         program = torch.onnx.export(
             model,
             (torch.zeros(2, 3, size, size),),
