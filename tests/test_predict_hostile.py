@@ -97,6 +97,11 @@ def test_evaluate_without_root_names_data_root(capsys):
     assert error_line(capsys, "evaluate").startswith("missing data.root=; usage: ")
 
 
+def test_required_keys_given_nothing_are_missing(capsys):
+    assert predict_cli.main(["ckpt=", "inputs="]) == 2
+    assert error_line(capsys, "predict").startswith("missing ckpt=, inputs=; usage: hymtl predict")
+
+
 def test_key_with_no_near_miss_points_to_the_key_list(capsys):
     assert predict_cli.main(["ckpt=x.pt", "inputs=.", "colour=red"]) == 2
     assert error_line(capsys, "predict") == (

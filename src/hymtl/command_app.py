@@ -142,7 +142,9 @@ def run_command(
 
     def job(cfg: DictConfig) -> None:
         try:
-            missing = sorted(OmegaConf.missing_keys(cfg))
+            # Required keys left out, or given nothing (`ckpt=`): either way, name them.
+            required = OmegaConf.missing_keys(OmegaConf.structured(SCHEMAS[name]))
+            missing = sorted(key for key in required if OmegaConf.select(cfg, key) in (None, ""))
             if missing:
                 raise UserError(f"missing {', '.join(k + '=' for k in missing)}; usage: {usage}")
             task(cfg)
