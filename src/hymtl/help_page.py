@@ -30,15 +30,19 @@ def default_choices() -> dict[str, str | None]:
     }
 
 
+def yaml_file(path) -> bool:
+    return path.is_file() and path.name.endswith(".yaml")
+
+
 def group_options() -> dict[str, list[str]]:
     """group -> its options (conf/GROUP/OPTION.yaml), in the defaults list's order, then the
     other folders alphabetically; Hydra's own hydra/ settings are left to --hydra-help."""
     found = {
-        folder.name: sorted(f.name.removesuffix(".yaml") for f in folder.iterdir())
+        folder.name: sorted(f.name.removesuffix(".yaml") for f in folder.iterdir() if yaml_file(f))
         for folder in conf_dir().iterdir()
         if folder.is_dir() and folder.name != "hydra"
     }
-    found = {group: [o for o in options if o.isidentifier()] for group, options in found.items()}
+    found = {group: options for group, options in found.items() if options}  # not __pycache__
     order = [group for group in default_choices() if group in found]
     return {group: found[group] for group in order + sorted(set(found) - set(order))}
 
