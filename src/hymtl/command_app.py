@@ -42,7 +42,7 @@ def command_config(name: str, summary: str) -> dict:
     return {
         "defaults": [
             f"{name}_schema",
-            # Log lines are the command's own (`logging.basicConfig` in the job), with no file.
+            # Log lines are the command's own (run_command's `logging.basicConfig`), no file.
             {"override hydra/hydra_logging": "none"},
             {"override hydra/job_logging": "none"},
             "_self_",
@@ -151,13 +151,11 @@ def run_command(
         except UserError as error:
             hydra_cfg = HydraConfig.get()
             if hydra_cfg.mode != RunMode.MULTIRUN:
-                print(f"hymtl-{name}: error: {error}", file=sys.stderr)
+                print(f"hymtl-{name}: error: {display_path(str(error))}", file=sys.stderr)
                 sys.exit(2)
-            overrides = " ".join(hydra_cfg.overrides.task)
-            print(
-                f"hymtl-{name}: error: job {hydra_cfg.job.num} ({overrides}): {error}",
-                file=sys.stderr,
-            )
+            job_name = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"
+            line = display_path(f"{job_name}: {error}")  # an override may hold a non-UTF-8 path
+            print(f"hymtl-{name}: error: {line}", file=sys.stderr)
             failed_jobs.append(hydra_cfg.job.num)
 
     # With Hydra's logging off, log lines are plain: the command's, and a sweep's job list.
