@@ -81,14 +81,14 @@ def placeholder_gif(path: Path) -> None:
 def test_misspelled_key_is_refused_with_the_near_miss(capsys):
     assert predict_cli.main(["ckpt=x.pt", "inputs=.", "devise=cpu"]) == 2
     assert error_line(capsys, "predict") == (
-        "unknown argument devise=; did you mean device=? allowed: ckpt= inputs= out= device="
+        "unknown config key devise (did you mean device?); `--cfg job` lists every key"
     )
 
 
 def test_group_style_argument_after_data_root_is_one_line(capsys):
     assert evaluate_cli.main(["ckpt=x.pt", "data.root=/x", "data=imagefolder"]) == 2
     assert error_line(capsys, "evaluate").startswith(
-        "unknown argument data=; did you mean data.root=? allowed: ckpt= data.root= split= out="
+        "Error merging override data=imagefolder Invalid type assigned: str is not a subclass"
     )
 
 
@@ -97,11 +97,28 @@ def test_evaluate_without_root_names_data_root(capsys):
     assert error_line(capsys, "evaluate").startswith("missing data.root=; usage: ")
 
 
-def test_key_with_no_near_miss_lists_the_allowed_ones(capsys):
-    assert predict_cli.main(["ckpt=x.pt", "inputs=.", "batch_size=4"]) == 2
+def test_required_keys_given_nothing_are_missing(capsys):
+    assert predict_cli.main(["ckpt=", "inputs="]) == 2
+    assert error_line(capsys, "predict").startswith("missing ckpt=, inputs=; usage: hymtl predict")
+
+
+def test_key_with_no_near_miss_points_to_the_key_list(capsys):
+    assert predict_cli.main(["ckpt=x.pt", "inputs=.", "colour=red"]) == 2
     assert error_line(capsys, "predict") == (
-        "unknown argument batch_size=; allowed: ckpt= inputs= out= device="
+        "unknown config key colour; `--cfg job` lists every key"
     )
+
+
+@pytest.mark.parametrize(
+    "argument, expected",
+    [
+        ("batch_size=0", "batch_size=0 must be >= 1"),
+        ("batch_size=four", "Value 'four' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_values_are_typed_and_checked(argument, expected, checkpoint, tmp_path, capsys):
+    assert predict_cli.main([f"ckpt={checkpoint}", f"inputs={tmp_path}", argument]) == 2
+    assert expected in error_line(capsys, "predict")
 
 
 # ---- checkpoints ---------------------------------------------------------------------------

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import itertools
 import math
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from hymtl import UserError, distributed
+from hymtl import UserError, distributed, help_page
 from hymtl.runtime import resolve_device
 
 # `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
 ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
+TRAIN = "hymtl.conf"  # hymtl.train's configs: conf/ at the repository root, shipped as hymtl.conf
 
 
 def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
@@ -33,12 +36,26 @@ def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
     return found
 
 
-def suggest_key(dotted: str) -> str:
-    """`dotted` with the key of the reference config it was probably meant to be, if any."""
-    from hydra import compose, initialize_config_module
+@contextlib.contextmanager
+def hydra_search_path(config_module: str | None):
+    """Hydra initialized as an app sees its configs: the package of YAML files `config_module`
+    (hymtl.train's `hymtl.conf`), or only the ConfigStore (predict, evaluate: None)."""
+    from hydra import initialize, initialize_config_module
 
-    with initialize_config_module("hymtl.conf", version_base="1.3"):
-        reference = compose("config")
+    if config_module is None:
+        with initialize(config_path=None, version_base="1.3"):
+            yield
+    else:
+        with initialize_config_module(config_module, version_base="1.3"):
+            yield
+
+
+def suggest_key(dotted: str, config_name: str = "config", config_module: str | None = TRAIN) -> str:
+    """`dotted` with the key of the reference config it was probably meant to be, if any."""
+    from hydra import compose
+
+    with hydra_search_path(config_module):
+        reference = compose(config_name)
     parent, _, leaf = dotted.rpartition(".")
     node = OmegaConf.select(reference, parent) if parent else reference
     known = [str(key) for key in node.keys()] if isinstance(node, DictConfig) else []
@@ -46,6 +63,73 @@ def suggest_key(dotted: str) -> str:
     if not guess:
         return dotted
     return f"{dotted} (did you mean {parent + '.' if parent else ''}{guess[0]}?)"
+
+
+# Hydra flags after which the other arguments are not overrides of one run to compose here.
+NOT_ONE_RUN = {"-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info"}
+NOT_ONE_RUN |= {"-sc", "--shell-completion"}  # `-sc install=bash`: a request, not an override
+
+
+def override_problem(
+    argv: list[str], config_name: str = "config", config_module: str | None = TRAIN
+) -> str | None:
+    """One line for what Hydra would refuse while composing a single run (a key the config
+    lacks, an option a group lacks, a value of the wrong type) instead of its multi-line
+    report; None when the overrides compose. Sweeps (-m) are checked job by job instead."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    if flags & NOT_ONE_RUN:
+        return None
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        with hydra_search_path(config_module):
+            compose(config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return composition_message(error, config_name, config_module)
+    return None
+
+
+def quoted_after(text: str, prefix: str) -> str | None:
+    return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
+
+
+def composition_message(
+    error: Exception, config_name: str = "config", config_module: str | None = TRAIN
+) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if error.__cause__ is not None:
+        lines += [line.strip() for line in str(error.__cause__).splitlines() if line.strip()][:1]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    text = " ".join(lines)
+    unknown = quoted_after(text, "Could not override '")
+    if unknown:
+        key = suggest_key(unknown, config_name, config_module)
+        return f"unknown config key {key}; `--cfg job` lists every key"
+    # "find": one option chosen (Hydra lists the others); "load": one of a list, e.g. logger=[...]
+    missing = quoted_after(text, "Could not find '") or quoted_after(text, "Could not load '")
+    if missing and "/" in missing:
+        group, _, option = missing.rpartition("/")
+        header = f"Available options in '{group}':"
+        listed = lines[lines.index(header) + 1 :] if header in lines else []
+        options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
+        options = options or packaged_options(group)
+        return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
+    return text
+
+
+def packaged_options(group: str) -> list[str]:
+    """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
+    from importlib.resources import files
+
+    folder = files("hymtl.conf").joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml")
+    )
 
 
 def unknown_keys(node: DictConfig, path: str = "") -> list[str]:
@@ -181,3 +265,5 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
     OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
     OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
+    OmegaConf.register_new_resolver("hymtl_help_groups", help_page.groups_text, replace=True)
+    OmegaConf.register_new_resolver("hymtl_help_keys", help_page.keys_text, replace=True)

@@ -389,7 +389,7 @@ def seed_worker(worker_id: int) -> None:
 
 
 def worker_start_method() -> str | None:
-    """"fork" on Linux, named rather than left to the default: inside a joblib launcher job
+    """The "fork" start method on Linux, named rather than left to the default: inside a joblib launcher job
     (loky) the default context is loky's, which cannot start DataLoader workers, and Python
     3.14 makes forkserver the default, which would pickle the decoded-image cache to each
     worker instead of sharing it. Elsewhere (macOS, Windows) the platform's default."""

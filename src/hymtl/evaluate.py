@@ -1,24 +1,26 @@
 """Recompute a trained run's metrics on a split, from its checkpoint alone.
 
-    python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path/to/images [split=val] [out=DIR]
+    hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path/to/images [split=val] [out=DIR]
 
 Uses the run's own evaluation transform, precision, class names and rules for unusable files;
 the split's class folders must match the checkpoint's classes. Prints accuracy and macro F1 and
 writes OUT/evaluation-SPLIT-TIME.json, a new file per call (the same metrics as summary.json's
-best_model; OUT defaults to RUN_DIR/evaluate).
+best_model; OUT defaults to RUN_DIR/evaluate). A Hydra app (hymtl.command_app): keys and types
+in hymtl.schema's EvaluateConfig, `--help` lists them; `-m ckpt=A/best.pt,B/best.pt` evaluates each.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from omegaconf import DictConfig
 from torch import nn
 
 from hymtl import UserError
 from hymtl.artifacts import classification_metrics, write_json
+from hymtl.command_app import run_command
 from hymtl.data import (
     ImageListDataset,
     display_path,
@@ -27,16 +29,15 @@ from hymtl.data import (
     scan_usable,
     warn_skipped,
 )
-from hymtl.inference import load_trained_model, parse_key_values
+from hymtl.inference import load_trained_model
 from hymtl.loop import evaluate
 
-USAGE = (
-    "python -m hymtl.evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] "
-    "[device=auto]"
-)
+USAGE = "hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] [device=auto]"
 
 
-def evaluate_checkpoint(checkpoint: str, root: str, split: str = "val", device: str = "auto"):
+def evaluate_checkpoint(
+    checkpoint: str, root: str, split: str = "val", device: str = "auto", batch_size: int = 32
+):
     loaded = load_trained_model(checkpoint, device)
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
@@ -52,7 +53,7 @@ def evaluate_checkpoint(checkpoint: str, root: str, split: str = "val", device: 
     if not samples:
         raise UserError(f"no usable image in {display_path(folder)}")
     dataset = ImageListDataset(samples, classes, loaded.transform)
-    loader = make_loader(dataset, 32, 0, False, 0, loaded.device.type == "cuda")
+    loader = make_loader(dataset, batch_size, 0, False, 0, loaded.device.type == "cuda")
     result = evaluate(
         loaded.model,
         loader,
@@ -73,27 +74,24 @@ def report_path(out: Path, split: str) -> Path:
     return out / f"evaluation-{split.replace('/', '_')}-{stamp}.json"
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        argv = sys.argv[1:] if argv is None else argv
-        args = parse_key_values(argv, ("ckpt", "data.root"), ("split", "out", "device"), USAGE)
-        split = args.get("split") or "val"
-        report = evaluate_checkpoint(
-            args["ckpt"], args["data.root"], split, args.get("device") or "auto"
-        )
-    except UserError as error:
-        print(f"hymtl-evaluate: error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.get("out") or Path(args["ckpt"]).parent / "evaluate").expanduser()
+def run(cfg: DictConfig) -> None:
+    """One evaluation job: a checkpoint on a split, one new report in OUT (UserError: refused)."""
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
+    report = evaluate_checkpoint(cfg.ckpt, cfg.data.root, cfg.split, cfg.device, cfg.batch_size)
+    out = Path(cfg.out or Path(cfg.ckpt).parent / "evaluate").expanduser()
     out.mkdir(parents=True, exist_ok=True)
-    path = report_path(out, split)
+    path = report_path(out, cfg.split)
     write_json(path, report)
     print(
         f"{display_path(report['folder'])}: {report['n']} images, accuracy "
         f"{report['accuracy']:.4f}, macro F1 {report['macro']['f1']:.4f} -> {display_path(path)}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hymtl evaluate ARGV` (default: the command line); returns the exit status."""
+    return run_command("evaluate", run, USAGE, argv)
 
 
 def cli() -> None:

@@ -1,15 +1,19 @@
 """Export a trained run's model for use without hymtl's training code.
 
-    python -m hymtl.export ckpt=RUN_DIR/best.pt [format=torchscript] [out=FILE]
+    hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]
 
-Writes a TorchScript file (default RUN_DIR/export/model.torchscript.pt) that carries, inside
-it and in a JSON file beside it, what using it needs: the class names and the preprocessing
-(resize, center crop, mean/std). `hymtl predict ckpt=FILE` accepts the exported file too.
+Writes a TorchScript file (default RUN_DIR/export/model.torchscript.pt) or an ONNX file
+(default RUN_DIR/export/model.onnx, dynamic batch axis; needs the `hymtl[onnx]` extra) that
+carries, inside it and in a JSON file beside it, what using it needs: the class names and the
+preprocessing (resize, center crop, mean/std). `hymtl predict ckpt=FILE` accepts either file.
+A Hydra app (hymtl.command_app) like predict and evaluate: keys and types in hymtl.schema's
+ExportConfig; `-m format=torchscript,onnx` writes both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import logging
 import sys
@@ -17,14 +21,18 @@ import warnings
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
-from hymtl.inference import LoadedModel, load_trained_model, parse_key_values
+from hymtl.command_app import run_command
+from hymtl.inference import LoadedModel, load_trained_model, one_line
 
 log = logging.getLogger("hymtl.export")
-USAGE = "python -m hymtl.export ckpt=RUN_DIR/best.pt [format=torchscript] [out=FILE]"
-METADATA = "hymtl.json"  # the name of the metadata inside a TorchScript archive
-FORMATS = ("torchscript",)
+USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"
+# The name of the metadata inside a TorchScript archive and among an ONNX model's metadata_props.
+METADATA = "hymtl.json"
+DEFAULT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+ONNX_EXTRA = "pip install 'hymtl[onnx]' (onnx, onnxruntime, onnxscript)"
 
 
 @contextlib.contextmanager
@@ -36,10 +44,10 @@ def torchscript_without_deprecation_warning():
         yield
 
 
-def export_metadata(loaded: LoadedModel, checkpoint: str) -> dict:
+def export_metadata(loaded: LoadedModel, checkpoint: str, kind: str) -> dict:
     data = loaded.config["data"]
     return {
-        "format": "torchscript",
+        "format": kind,
         "classes": loaded.classes,
         "preprocessing": {
             "resize": data["resize_size"],
@@ -55,12 +63,16 @@ def export_metadata(loaded: LoadedModel, checkpoint: str) -> dict:
     }
 
 
-def export_torchscript(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
-    """Trace the model in fp32 on the CPU (the exported file runs anywhere TorchScript does)."""
+def portable_model(loaded: LoadedModel) -> tuple[torch.nn.Module, int]:
+    """The model in fp32 on the CPU, in the usual memory format (the exported file runs
+    anywhere), and the side of the square images it takes."""
     model = loaded.model.float().to("cpu").eval()
-    model = model.to(memory_format=torch.contiguous_format)
-    size = loaded.config["data"]["image_size"]
-    metadata = export_metadata(loaded, checkpoint)
+    return model.to(memory_format=torch.contiguous_format), loaded.config["data"]["image_size"]
+
+
+def export_torchscript(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
+    model, size = portable_model(loaded)
+    metadata = export_metadata(loaded, checkpoint, "torchscript")
     out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), torchscript_without_deprecation_warning():
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
@@ -69,10 +81,100 @@ def export_torchscript(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
     return metadata
 
 
-def read_exported(path: Path) -> tuple[torch.jit.ScriptModule, dict] | None:
-    """(model, metadata) of a file hymtl exported, or None for any other file."""
+def require_onnx(what: str) -> None:
+    """One line naming the extra when the ONNX packages are missing (or fail to import)."""
+    needed = ("onnx", "onnxruntime", "onnxscript") if what == "format=onnx" else ("onnxruntime",)
+    missing = []
+    for name in needed:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        raise UserError(f"{what} needs {', '.join(missing)}: {ONNX_EXTRA}")
+
+
+@contextlib.contextmanager
+def exporter_logs_quiet():
+    """The ONNX exporter's optimizer logs each pass at INFO ("Removed 170 unused nodes"): not
+    news for someone exporting a model. Warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
+    """torch.export-based ONNX (the legacy TorchScript-based exporter is deprecated), one
+    self-contained file, any batch size."""
+    require_onnx("format=onnx")
+    model, size = portable_model(loaded)
+    metadata = export_metadata(loaded, checkpoint, "onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), exporter_logs_quiet():
+        program = torch.onnx.export(
+            model,
+            (torch.zeros(2, 3, size, size),),
+            dynamo=True,
+            input_names=["images"],
+            output_names=["logits"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+    program.model.metadata_props[METADATA] = json.dumps(metadata)
+    program.save(str(out), external_data=False)  # weights inside: one file to hand on
+    out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+    return metadata
+
+
+class OnnxModel:
+    """An exported ONNX model run by onnxruntime on the CPU, called like the torch model:
+    a batch of images in, a tensor of logits out."""
+
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def eval(self) -> OnnxModel:
+        return self
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        batch = images.detach().float().cpu().contiguous().numpy()
+        [logits] = self.session.run(None, {self.input_name: batch})
+        return torch.from_numpy(logits)
+
+
+def read_onnx(path: Path) -> tuple[OnnxModel, dict]:
+    """(model, metadata) of an ONNX file hymtl exported; any other .onnx file is refused."""
+    require_onnx(f"ckpt={display_path(path)}")
+    try:
+        model = OnnxModel(path)
+    except Exception as error:  # onnxruntime raises its own types for files it cannot read
+        where = f"ckpt={display_path(path)}"
+        raise UserError(f"{where} is not a readable ONNX model ({one_line(error)})") from None
+    metadata = model.session.get_modelmeta().custom_metadata_map.get(METADATA)
+    if metadata is None:
+        raise UserError(
+            f"ckpt={display_path(path)} has no hymtl metadata (classes, preprocessing); "
+            "export it with hymtl export format=onnx"
+        )
+    return model, json.loads(metadata)
+
+
+def read_exported(path: Path) -> tuple[torch.jit.ScriptModule | OnnxModel, dict] | None:
+    """(model, metadata) of a file hymtl exported, or None for any other file. ONNX files are
+    known by their `.onnx` suffix (a protobuf has no signature to recognize it by)."""
     import zipfile
 
+    if path.suffix == ".onnx":
+        return read_onnx(path)
     if not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
@@ -84,24 +186,24 @@ def read_exported(path: Path) -> tuple[torch.jit.ScriptModule, dict] | None:
     return model, json.loads(extra[METADATA])
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        args = parse_key_values(
-            sys.argv[1:] if argv is None else argv, ("ckpt",), ("format", "out"), USAGE
-        )
-        kind = args.get("format", "torchscript")
-        if kind not in FORMATS:
-            raise UserError(f"format={kind} is not supported; choose one of {', '.join(FORMATS)}")
-        loaded = load_trained_model(args["ckpt"], "cpu")
-        default = Path(args["ckpt"]).expanduser().parent / "export" / "model.torchscript.pt"
-        out = Path(args.get("out") or default)
-        export_torchscript(loaded, args["ckpt"], out)
-    except UserError as error:
-        print(f"hymtl-export: error: {error}", file=sys.stderr)
-        return 2
+def run(cfg: DictConfig) -> None:
+    """One export: `cfg.ckpt` as `cfg.format`, into `cfg.out` (UserError: refused)."""
+    kind = cfg.format.value
+    default = Path(cfg.ckpt).expanduser().parent / "export" / DEFAULT_FILES[kind]
+    out = Path(cfg.out or default).expanduser()
+    if kind == "onnx" and out.suffix != ".onnx":
+        raise UserError(f"out={display_path(out)}: an ONNX file's name must end in .onnx")
+    if kind == "onnx":
+        require_onnx("format=onnx")  # before the checkpoint is read
+    loaded = load_trained_model(cfg.ckpt, "cpu")
+    writer = export_onnx if kind == "onnx" else export_torchscript
+    writer(loaded, cfg.ckpt, out)
     print(f"{display_path(out)} (metadata: {display_path(out.with_suffix('.json'))})")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hymtl export ARGV` (default: the command line); returns the exit status."""
+    return run_command("export", run, USAGE, argv)
 
 
 def cli() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +72,8 @@ def check_checkpoint(checkpoint, where: str) -> None:
 
 
 def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
-    """A model `hymtl export` wrote (TorchScript with its metadata), or None for other files."""
+    """A model `hymtl export` wrote (TorchScript or ONNX, with its metadata), or None for other
+    files. ONNX models run on the CPU whatever `device_name` says (onnxruntime's CPU provider)."""
     from hymtl.export import read_exported
 
     exported = read_exported(path)
@@ -81,10 +81,11 @@ def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
         return None
     model, metadata = exported
     prep = metadata["preprocessing"]
-    device = resolve_device(device_name)
+    on_cpu = metadata["format"] == "onnx"
+    device = torch.device("cpu") if on_cpu else resolve_device(device_name)
     config = {"model": {"name": metadata["model"]}, "data": {"image_size": prep["center_crop"]}}
     return LoadedModel(
-        model.to(device).eval(),
+        (model if on_cpu else model.to(device)).eval(),
         metadata["classes"],
         config,
         eval_transform(prep["resize"], prep["center_crop"], prep["mean"], prep["std"]),
@@ -143,33 +144,3 @@ def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -
         # Checkpoints written before min_colors existed were trained with its default.
         data_cfg.get("min_colors", DataConfig.min_colors),
     )
-
-
-def parse_key_values(
-    argv: list[str], required: tuple[str, ...], optional: tuple[str, ...], usage: str
-) -> dict[str, str]:
-    """`key=value` arguments, like the training CLI's overrides. Keys are kept as written
-    (`data.root`), values stay strings (a path is never read as YAML), and a key outside
-    `required` + `optional` is refused rather than silently ignored."""
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(f"usage: {usage}")
-        raise SystemExit(0)
-    bad = [arg for arg in argv if "=" not in arg]
-    if bad:
-        raise UserError(f"expected key=value arguments, got {bad}; usage: {usage}")
-    allowed = [*required, *optional]
-    values = {}
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key not in allowed:
-            near = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"did you mean {near[0]}=? " if near else ""
-            raise UserError(
-                f"unknown argument {display_path(key)}=; {hint}"
-                f"allowed: {' '.join(name + '=' for name in allowed)}"
-            )
-        values[key] = value
-    missing = [key for key in required if not values.get(key)]
-    if missing:
-        raise UserError(f"missing {', '.join(k + '=' for k in missing)}; usage: {usage}")
-    return values

@@ -1,26 +1,29 @@
 """Predict classes for new images with a trained run's checkpoint.
 
-    python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]
+    hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]
+    hymtl predict -m ckpt=RUN_A/best.pt,RUN_B/best.pt inputs=IMAGE_OR_FOLDER   (one job each)
 
 Writes OUT/predictions.csv (file, predicted class, probability, one column per class) and
 OUT/predictions.png (a grid of the first images with their predictions). OUT defaults to
-RUN_DIR/predict. Folders are listed like training's (hidden names ignored, each real
-directory once), and files training would skip (undecodable, or placeholders with fewer than
-the run's data.min_colors colours) are skipped with one warning naming them.
+RUN_DIR/predict. A Hydra app (hymtl.command_app): keys and types in hymtl.schema's
+PredictConfig, `--help` lists them. Folders are listed like training's (hidden names ignored,
+each real directory once), and files training would skip (undecodable, or placeholders with
+fewer than the run's data.min_colors colours) are skipped with one warning naming them.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
 from hymtl.artifacts import atomic_write
+from hymtl.command_app import run_command
 from hymtl.data import (
     check_image,
     open_rgb,
@@ -28,12 +31,10 @@ from hymtl.data import (
     walk_files,
     warn_skipped,
 )
-from hymtl.inference import load_trained_model, parse_key_values
+from hymtl.inference import load_trained_model
 from hymtl.plots import make_prediction_grid
 
-USAGE = (
-    "python -m hymtl.predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]"
-)
+USAGE = "hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]"
 
 
 def list_inputs(inputs: str | Path) -> list[Path]:
@@ -95,20 +96,16 @@ def write_predictions(rows: list[dict], path: Path) -> None:
     atomic_write(path, write)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        argv = sys.argv[1:] if argv is None else argv
-        args = parse_key_values(argv, ("ckpt", "inputs"), ("out", "device"), USAGE)
-        loaded = load_trained_model(args["ckpt"], args.get("device") or "auto")
-        rows, skipped = predict(loaded, list_inputs(args["inputs"]))
-        warn_skipped(skipped)
-        if not rows:
-            raise UserError(f"no usable image under inputs={display_path(args['inputs'])}")
-    except UserError as error:
-        print(f"hymtl-predict: error: {error}", file=sys.stderr)
-        return 2
-    out = Path(args.get("out") or Path(args["ckpt"]).parent / "predict").expanduser()
+def run(cfg: DictConfig) -> None:
+    """One prediction job: a checkpoint over the inputs, into OUT (UserError: refused)."""
+    if cfg.batch_size < 1:
+        raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
+    loaded = load_trained_model(cfg.ckpt, cfg.device)
+    rows, skipped = predict(loaded, list_inputs(cfg.inputs), cfg.batch_size)
+    warn_skipped(skipped)
+    if not rows:
+        raise UserError(f"no usable image under inputs={display_path(cfg.inputs)}")
+    out = Path(cfg.out or Path(cfg.ckpt).parent / "predict").expanduser()
     out.mkdir(parents=True, exist_ok=True)
     csv_path, grid_path = out / "predictions.csv", out / "predictions.png"
     write_predictions(rows, csv_path)
@@ -119,10 +116,14 @@ def main(argv: list[str] | None = None) -> int:
         [row["predicted"] for row in shown],
         [row["probability"] for row in shown],
         grid_path,
-        f"predictions of {display_path(args['ckpt'])}",  # matplotlib cannot draw non-UTF-8
+        f"predictions of {display_path(cfg.ckpt)}",  # matplotlib cannot draw non-UTF-8
     )
     print(f"{len(rows)} predictions -> {display_path(csv_path)}, grid -> {display_path(grid_path)}")
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`hymtl predict ARGV` (default: the command line); returns the exit status."""
+    return run_command("predict", run, USAGE, argv)
 
 
 def cli() -> None:

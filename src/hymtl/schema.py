@@ -195,6 +195,44 @@ class Config:
     grid_images: int = 16  # prediction grid size (images drawn from the val split)
 
 
+# hymtl predict and hymtl evaluate: small configs whose defaults live here, beside their types
+# (there is no YAML for them: their keys are what `--help` and `--cfg job` show).
+@dataclass
+class PredictConfig:
+    ckpt: str = MISSING  # RUN_DIR/best.pt, or a file hymtl export wrote (TorchScript, .onnx)
+    inputs: str = MISSING  # an image file or a folder of images (searched like training's)
+    out: str | None = None  # null: RUN_DIR/predict, beside the checkpoint
+    device: str = "auto"  # auto = CUDA if present, else CPU; or cpu, cuda, cuda:N
+    batch_size: int = 32
+
+
+@dataclass
+class EvaluateData:
+    root: str = MISSING  # ROOT/SPLIT/CLASS/*.jpg, or ROOT/CLASS/*.jpg
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt: str = MISSING  # RUN_DIR/best.pt, or a file hymtl export wrote
+    data: EvaluateData = field(default_factory=EvaluateData)
+    split: str = "val"  # the folder under data.root; without it, data.root itself
+    out: str | None = None  # null: RUN_DIR/evaluate, beside the checkpoint
+    device: str = "auto"
+    batch_size: int = 32
+
+
+class ExportFormat(Enum):
+    torchscript = "torchscript"
+    onnx = "onnx"  # needs the hymtl[onnx] extra
+
+
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING  # RUN_DIR/best.pt
+    format: ExportFormat = ExportFormat.torchscript
+    out: str | None = None  # null: RUN_DIR/export/model.torchscript.pt or model.onnx
+
+
 def register_configs() -> None:
     # Schemas live in their own `schema/` groups so they never show up as user-facing options.
     cs = ConfigStore.instance()

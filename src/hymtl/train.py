@@ -5,7 +5,6 @@ Reads like torchvision's references/classification: train_one_epoch, evaluate, t
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import signal
@@ -38,7 +37,7 @@ from hymtl.artifacts import (
     write_val_predictions,
 )
 from hymtl.callbacks import RunStartGuard, SweepOutcome
-from hymtl.config import check_config, register_resolvers, suggest_key, to_plain_dict
+from hymtl.config import check_config, override_problem, register_resolvers, to_plain_dict
 from hymtl.data import DataSplits, make_loader
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
@@ -593,63 +592,6 @@ def interrupted_before_training() -> str:
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
         write_json(run_dir / "summary.json", {"status": "interrupted", "error": message})
     return message
-
-
-def override_problem(argv: list[str]) -> str | None:
-    """One line for what Hydra would refuse while composing a single run (a key the config
-    lacks, an option a group lacks, a value of the wrong type) instead of its multi-line
-    report; None when the overrides compose. Sweeps (-m) are checked job by job instead."""
-    from hydra import compose, initialize_config_module
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
-    if flags & {"-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info"}:
-        return None
-    overrides = [arg for arg in argv if not arg.startswith("-")]
-    try:
-        with initialize_config_module("hymtl.conf", version_base="1.3"):
-            compose("config", overrides=overrides, return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as error:
-        return composition_message(error)
-    return None
-
-
-def packaged_options(group: str) -> list[str]:
-    """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
-    from importlib.resources import files
-
-    folder = files("hymtl.conf").joinpath(group)
-    if not folder.is_dir():
-        return []
-    return sorted(
-        item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml")
-    )
-
-
-def quoted_after(text: str, prefix: str) -> str | None:
-    return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
-
-
-def composition_message(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if error.__cause__ is not None:
-        lines += [line.strip() for line in str(error.__cause__).splitlines() if line.strip()][:1]
-    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
-    text = " ".join(lines)
-    unknown = quoted_after(text, "Could not override '")
-    if unknown:
-        return f"unknown config key {suggest_key(unknown)}; `--cfg job` lists every key"
-    # "find": one option chosen (Hydra lists the others); "load": one of a list, e.g. logger=[...]
-    missing = quoted_after(text, "Could not find '") or quoted_after(text, "Could not load '")
-    if missing and "/" in missing:
-        group, _, option = missing.rpartition("/")
-        header = f"Available options in '{group}':"
-        listed = lines[lines.index(header) + 1 :] if header in lines else []
-        options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
-        options = options or packaged_options(group)
-        return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
-    return text
 
 
 def one_line(error: BaseException) -> str:
