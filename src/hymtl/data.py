@@ -389,10 +389,10 @@ def seed_worker(worker_id: int) -> None:
 
 
 def worker_start_method() -> str | None:
-    """The "fork" start method on Linux, named rather than left to the default: inside a joblib launcher job
-    (loky) the default context is loky's, which cannot start DataLoader workers, and Python
-    3.14 makes forkserver the default, which would pickle the decoded-image cache to each
-    worker instead of sharing it. Elsewhere (macOS, Windows) the platform's default."""
+    """The "fork" start method on Linux, named rather than left to the default: inside a
+    joblib launcher job (loky) the default context is loky's, which cannot start DataLoader
+    workers, and Python 3.14 makes forkserver the default, which would pickle the
+    decoded-image cache to each worker instead of sharing it. Elsewhere the platform's default."""
     return "fork" if sys.platform.startswith("linux") else None
 
 
