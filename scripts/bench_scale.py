@@ -208,7 +208,7 @@ def main() -> int:
         f"{quarter_mb:.0f} MiB for 1/4 of {sizes[-1]} images",
         flush=True,
     )
-    info, timings, ratios = {}, {}, {smallest: 1.0}
+    info, timings, ratios, paired_rounds = {}, {}, {smallest: 1.0}, {}
     try:
         for name, spec in cases.items():
             pair = {smallest: case(sizes[0], args.cache_max_mb), name: spec}
@@ -219,11 +219,16 @@ def main() -> int:
             ratios[name] = median_ratio(
                 pair_timings[name]["train"], pair_timings[smallest]["train"]
             )
+            paired_rounds[name] = (pair_timings[name]["train"], pair_timings[smallest]["train"])
     except SideFailed as error:
         print(f"bench_scale: case {error}", file=sys.stderr)
         return 1
     print_table(info, timings, ratios)
     print("(÷ smallest: median over rounds of train img/s ÷ the smallest case's in the same round)")
+    print(f"train img/s per round, each case / the {smallest} case beside it:")
+    for name, (rounds, beside) in paired_rounds.items():
+        pairs = " ".join(f"{a.rate:5.1f}/{b.rate:<5.1f}" for a, b in zip(rounds, beside))
+        print(f"  {name:24} {pairs}")
     print(f"scale_ratio_quarter_cache={ratios[quarter]:.3f}")
     print(f"scale_ratio={ratios[f'{sizes[-1]} images']:.3f}")
     return 0
