@@ -360,11 +360,15 @@ def test_bench_scale_prints_a_row_per_case_and_both_ratios(tmp_path):
     result = subprocess.run(command + options, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    rows = {line[:24].strip(): line[24:].split() for line in lines if " images" in line[:24]}
+    header = next(index for index, line in enumerate(lines) if line.startswith("case "))
+    rows = {line[:24].strip(): line[24:].split() for line in lines[header + 1 : header + 4]}
     assert list(rows) == ["10 images", "20 images", "20 images, 1/4 cache"]
     assert rows["10 images"][0] == "10/10" and rows["20 images"][0] == "20/20"
     assert rows["20 images, 1/4 cache"][0] == "5/20"
     assert rows["10 images"][-2] == "1.000×"
+    assert lines[header + 5].startswith("train img/s per round")
+    per_round = [line.strip()[:24].strip() for line in lines[header + 6 : header + 8]]
+    assert per_round == ["20 images", "20 images, 1/4 cache"]
     quarter, overall = lines[-2:]
     assert quarter.startswith("scale_ratio_quarter_cache=") and float(quarter.split("=")[1]) > 0
     assert overall == f"scale_ratio={rows['20 images'][-2].rstrip('×')}"
