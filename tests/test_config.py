@@ -119,6 +119,9 @@ def test_bad_values_are_one_clear_line(override, message):
         (["resume=/x", "overwrite=true"], "choose one"),
         (["loss.label_smoothing=1.5"], "loss.label_smoothing=1.5 must be in [0, 1)"),
         (["early_stopping.patience=0"], "early_stopping.patience=0 must be >= 1"),
+        (["data.cache_max_mb=-1"], "data.cache_max_mb=-1 must be a number of MiB >= 0, or auto"),
+        (["data.cache_max_mb=lots"], "data.cache_max_mb=lots must be a number of MiB >= 0"),
+        (["data.cache_max_mb=true"], "data.cache_max_mb=True must be a number of MiB >= 0"),
     ],
 )
 def test_values_that_cannot_work_are_refused_by_name(overrides, message):
@@ -200,3 +203,10 @@ def test_reuse_freed_memory_stops_refaulting_every_step():
     # (~40k faults here); reused, the passes after the first fault (almost) nothing.
     assert default > 5000
     assert tuned < default / 20
+
+
+@pytest.mark.parametrize("value", ["auto", 0, 512, 1536.5])
+def test_cache_limit_is_a_number_or_auto(value):
+    cfg = compose_config([f"data.cache_max_mb={value}"])
+    check_config(cfg)
+    assert cfg.data.cache_max_mb == value

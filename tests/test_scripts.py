@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from hymtl.stats import p_text
 
@@ -375,3 +376,46 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
     assert result.stderr.strip() == (
         "gpu_check: no CUDA device visible to torch; run with --device cpu for the dry run"
     )
+
+
+def test_bench_scale_folders_share_one_pool_of_generated_photos(tmp_path, scripts_importable):
+    import bench_scale  # by name, not load_script: its worker processes import it again
+
+    pool = bench_scale.image_pool(tmp_path, 6)
+    first = (pool / "ants" / "000000.jpg").read_bytes()
+    assert bench_scale.image_pool(tmp_path, 10) == pool  # extended, not rewritten
+    assert (pool / "ants" / "000000.jpg").read_bytes() == first
+    assert sorted(path.name for path in (pool / "bees").iterdir()) == [
+        f"{number:06d}.jpg" for number in (1, 3, 5, 7, 9)
+    ]
+    root = bench_scale.image_folder(tmp_path, pool, 10)
+    files = sorted(root.glob("*/*/*.jpg"))
+    assert [len(list(root.glob(f"{split}/*/*.jpg"))) for split in ("train", "val")] == [6, 4]
+    assert all(
+        path.stat().st_ino == (pool / path.parent.name / path.name).stat().st_ino for path in files
+    )  # hard links: a size costs no disk
+    with Image.open(root / "train" / "bees" / "000003.jpg") as image:
+        assert image.size == (500, 400)  # image numbers go round SHAPES
+    # 4 images: 500x375 + 500x333 + 375x500 + 500x400 pixels at 4 bytes
+    assert bench_scale.decoded_mb(4) == (187500 + 166500 + 187500 + 200000) * 4 / 2**20
+
+
+@pytest.mark.slow
+def test_bench_scale_prints_a_row_per_case_and_both_ratios(tmp_path):
+    command = [sys.executable, SCRIPTS / "bench_scale.py", "--data-dir", tmp_path]
+    options = ["--sizes", "10,20", "--steps", "1", "--rounds", "1", "--warmup", "1"]
+    result = subprocess.run(command + options, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    header = next(index for index, line in enumerate(lines) if line.startswith("case "))
+    rows = {line[:24].strip(): line[24:].split() for line in lines[header + 1 : header + 4]}
+    assert list(rows) == ["10 images", "20 images", "20 images, 1/4 cache"]
+    assert rows["10 images"][0] == "10/10" and rows["20 images"][0] == "20/20"
+    assert rows["20 images, 1/4 cache"][0] == "5/20"
+    assert rows["10 images"][-2] == "1.000×"
+    assert lines[header + 5].startswith("train img/s per round")
+    per_round = [line.strip()[:24].strip() for line in lines[header + 6 : header + 8]]
+    assert per_round == ["20 images", "20 images, 1/4 cache"]
+    quarter, overall = lines[-2:]
+    assert quarter.startswith("scale_ratio_quarter_cache=") and float(quarter.split("=")[1]) > 0
+    assert overall == f"scale_ratio={rows['20 images'][-2].rstrip('×')}"

@@ -201,9 +201,12 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("image_size", "resize_size"):
         if cfg.data[key] < 1:
             problems.append(f"data.{key}={cfg.data[key]} must be >= 1")
-    for key in ("min_colors", "cache_max_mb"):
-        if cfg.data[key] < 0:
-            problems.append(f"data.{key}={cfg.data[key]} must be >= 0")
+    if cfg.data.min_colors < 0:
+        problems.append(f"data.min_colors={cfg.data.min_colors} must be >= 0")
+    cache_mb = cfg.data.cache_max_mb
+    is_number = isinstance(cache_mb, (int, float)) and not isinstance(cache_mb, bool)
+    if not (cache_mb == "auto" or (is_number and cache_mb >= 0)):
+        problems.append(f"data.cache_max_mb={cache_mb} must be a number of MiB >= 0, or auto")
     if not 0 < cfg.data.val_fraction < 1:
         problems.append(f"data.val_fraction={cfg.data.val_fraction} must be between 0 and 1")
     if not 0 <= cfg.loss.label_smoothing < 1:

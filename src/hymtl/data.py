@@ -11,7 +11,7 @@ import os
 import random
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 from torchvision import transforms
 from torchvision.transforms import v2
 from tqdm import tqdm
@@ -69,6 +69,48 @@ def check_image(path: str, min_colors: int) -> tuple[str | None, Image.Image | N
     if min_colors > 0 and image.getcolors(maxcolors=min_colors - 1) is not None:
         return f"fewer than {min_colors} colours, a placeholder rather than a photo", None
     return None, image
+
+
+def available_memory_mb() -> float | None:
+    """Memory the kernel could give this process now without swapping (MemAvailable), in MiB;
+    None where neither /proc/meminfo nor sysconf says."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# `data.cache_max_mb: auto`: half of what is free at start-up, after setting aside room for the
+# model's working set (ResNet-50 training at batch 32 peaks near 2 GiB); the other half is left
+# to other processes and to the page cache the files come from.
+AUTO_CACHE_RESERVE_MB = 2048
+AUTO_CACHE_SHARE = 0.5
+AUTO_CACHE_FALLBACK_MB = 4096  # where the free memory cannot be read
+
+
+def resolve_cache_mb(cache_max_mb: float | str) -> float:
+    """`data.cache_max_mb` in MiB: a number as given, or "auto" from the memory free now."""
+    if cache_max_mb != "auto":
+        return float(cache_max_mb)
+    available = available_memory_mb()
+    if available is None:
+        log.info("decoded-image cache limit: %d MiB (free memory unknown)", AUTO_CACHE_FALLBACK_MB)
+        return AUTO_CACHE_FALLBACK_MB
+    limit = max(0.0, (available - AUTO_CACHE_RESERVE_MB) * AUTO_CACHE_SHARE)
+    log.info(
+        "decoded-image cache limit: %.0f MiB (data.cache_max_mb=auto: half of the %.0f MiB "
+        "available, less %d MiB for the model)",
+        limit,
+        available,
+        AUTO_CACHE_RESERVE_MB,
+    )
+    return limit
 
 
 class DecodedCache:
@@ -144,18 +186,84 @@ class ImageListDataset(Dataset):
         self.classes = classes
         self.transform = transform
         self.cache = cache
+        # Decodes DecodeAhead started for upcoming samples, by path (main process only).
+        self.decoding: dict[str, Future] = {}
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, target = self.samples[index]
-        image = self.cache.get(path) if self.cache is not None else open_rgb(path)
-        return self.transform(image), target
+        return self.transform(self.decoded(path)), target
+
+    def decoded(self, path: str) -> Image.Image:
+        started = self.decoding.pop(path, None)
+        if started is not None:
+            return started.result()
+        return self.cache.get(path) if self.cache is not None else open_rgb(path)
+
+    def is_cached(self, path: str) -> bool:
+        return self.cache is not None and path in self.cache.images
+
+    def all_cached(self) -> bool:
+        return all(self.is_cached(path) for path, _ in self.samples)
 
     @property
     def targets(self) -> list[int]:
         return [target for _, target in self.samples]
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # what this process may run on (taskset, cgroups)
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+class DecodeAhead(Sampler):
+    """Its sampler's indices, unchanged, while background threads decode the uncached images
+    `ahead` positions before the loader asks for them.
+
+    For DataLoaders without workers over a partly cached dataset: without it, every uncached
+    image is decoded in the training process between steps. PIL releases the GIL while decoding,
+    so the decode overlaps the model's step. Only pixels are prepared ahead: the transforms (and
+    every random draw) still run at access, in order, so the batches are those of a full cache.
+    The order is drawn in full when the epoch's first index is asked for, the moment the wrapped
+    sampler would have drawn it, so the loader's generator advances exactly as before.
+    """
+
+    def __init__(self, sampler: Sampler, dataset: ImageListDataset, ahead: int) -> None:
+        self.sampler, self.dataset, self.ahead = sampler, dataset, ahead
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # DistributedSampler reshuffles per epoch
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        order = list(self.sampler)
+        paths = [self.dataset.samples[index][0] for index in order]
+        decoding = self.dataset.decoding
+        pool = ThreadPoolExecutor(max_workers=usable_cores(), thread_name_prefix="decode-ahead")
+
+        def start(position: int) -> None:
+            if position < len(paths):
+                path = paths[position]
+                if path not in decoding and not self.dataset.is_cached(path):
+                    decoding[path] = pool.submit(open_rgb, path)
+
+        try:
+            for position in range(self.ahead):
+                start(position)
+            for position, index in enumerate(order):
+                start(position + self.ahead)
+                yield index
+        finally:
+            # An epoch cut short (an exception, a bench's islice) leaves no decode running.
+            pool.shutdown(wait=False, cancel_futures=True)
+            decoding.clear()
 
 
 @dataclass
@@ -261,30 +369,29 @@ def scan_usable(
     # Every file is a candidate whatever its extension: content decides (a GIF or a .jpg that
     # is really text), and whatever is left out is named in the warning, never dropped silently.
     candidates = [(path, index) for index, name in enumerate(classes) for path in files[name]]
-    skipped = []
+    usable, skipped = [], []
     refuse_decompression_bombs()
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    pool = ThreadPoolExecutor(max_workers=usable_cores())
     try:
-        checked = list(
-            tqdm(
-                pool.map(lambda sample: check_image(sample[0], min_colors), candidates),
-                total=len(candidates),
-                desc=f"checking {desc} images",
-                disable=None,
-                leave=False,
-            )
-        )
+        checked = pool.map(lambda sample: check_image(sample[0], min_colors), candidates)
+        # Results arrive in the candidates' order; each decoded image is kept (cache) or
+        # dropped as it comes, so the scan never holds more than the cache's worth of pixels.
+        for sample, (reason, image) in tqdm(
+            zip(candidates, checked),
+            total=len(candidates),
+            desc=f"checking {desc} images",
+            disable=None,
+            leave=False,
+        ):
+            if reason:
+                skipped.append((sample[0], reason))
+                continue
+            usable.append(sample)
+            if cache is not None:
+                cache.offer(sample[0], image)
     finally:
         # On Ctrl-C, drop the files not yet started instead of decoding them all first.
         pool.shutdown(wait=True, cancel_futures=True)
-    usable = []
-    for sample, (reason, image) in zip(candidates, checked):
-        if reason:
-            skipped.append((sample[0], reason))
-            continue
-        usable.append(sample)
-        if cache is not None:
-            cache.offer(sample[0], image)
     return usable, skipped
 
 
@@ -314,7 +421,7 @@ def load_data(
     std=(0.229, 0.224, 0.225),
     min_colors: int = 64,
     cache_images: bool = True,
-    cache_max_mb: float = 4096,
+    cache_max_mb: float | str = "auto",
     seed: int = 0,
     augment: str = "reference",
 ) -> DataSplits:
@@ -323,7 +430,7 @@ def load_data(
         hint = " (fetch it with `python scripts/download_data.py`)" if name == "hymenoptera" else ""
         what = "is a file, not a folder" if root_path.exists() else "does not exist"
         raise UserError(f"data.root={root} {what}{hint}; point data.root= at an image folder")
-    cache = DecodedCache(cache_max_mb) if cache_images else None
+    cache = DecodedCache(resolve_cache_mb(cache_max_mb)) if cache_images else None
     train_tf = train_transform(image_size, mean, std, augment, resize_size)
     val_tf = eval_transform(resize_size, image_size, mean, std)
     has_train, has_val = (root_path / train_dir).is_dir(), (root_path / val_dir).is_dir()
@@ -407,13 +514,21 @@ def make_loader(
     drop_last: bool = False,
 ) -> DataLoader:
     """A seeded DataLoader: same seed, same batches, whatever num_workers is. A `sampler`
-    (DistributedSampler under torchrun) does the shuffling instead."""
+    (DistributedSampler under torchrun) does the shuffling instead. Without workers, images the
+    cache does not hold are decoded ahead in threads (DecodeAhead)."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    if num_workers == 0 and isinstance(dataset, ImageListDataset) and not dataset.all_cached():
+        if sampler is None:
+            # What DataLoader would build from shuffle= and generator=, so the same draws.
+            sampler = RandomSampler(dataset, generator=generator) if shuffle else None
+            sampler = sampler or SequentialSampler(dataset)
+        sampler = DecodeAhead(sampler, dataset, ahead=2 * batch_size)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle and sampler is None,
         sampler=sampler,
-        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+        generator=generator,
         num_workers=num_workers,
         multiprocessing_context=worker_start_method() if num_workers > 0 else None,
         pin_memory=pin_memory,

@@ -48,7 +48,9 @@ class DataConfig:
     # Keep the images decoded at start-up in memory, so epochs skip JPEG decoding (same pixels,
     # same augmentation; only faster). Capped: past the cap, images are decoded on access.
     cache_images: bool = True
-    cache_max_mb: float = 4096
+    # MiB, or auto: half of the memory available at start-up after 2 GiB for the model
+    # (hymtl.data.resolve_cache_mb). A number or "auto", checked by config.check_config.
+    cache_max_mb: Any = "auto"
 
 
 @dataclass

@@ -350,7 +350,7 @@ def fit(
         progress.epoch, epoch_start = epoch, time.time()
         lr = parts.optimizer.param_groups[0]["lr"]
         tag = f"epoch {epoch}/{cfg.epochs}"
-        if isinstance(parts.train_loader.sampler, DistributedSampler):
+        if hasattr(parts.train_loader.sampler, "set_epoch"):  # DistributedSampler, DecodeAhead
             parts.train_loader.sampler.set_epoch(epoch)  # a new shuffle each epoch
         try:
             train_stats = train_one_epoch(
