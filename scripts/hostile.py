@@ -120,6 +120,13 @@ def run(argv: list[str], cwd: Path, timeout: float = TIMEOUT_S) -> Result:
     return result
 
 
+def default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A suite started in the background of a
+    non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and Python then never turns
+    it into KeyboardInterrupt: the SIGINT cases would test the shell, not hymtl."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class Background:
     """A CLI process left running (for signals and races); its output goes to files."""
 
@@ -128,7 +135,12 @@ class Background:
         self.stdout = tempfile.TemporaryFile()
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            argv, cwd=cwd, stdout=self.stdout, stderr=self.stderr, env=environment()
+            argv,
+            cwd=cwd,
+            stdout=self.stdout,
+            stderr=self.stderr,
+            env=environment(),
+            preexec_fn=default_sigint,
         )
 
     def wait_until(self, condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
