@@ -106,3 +106,140 @@ def test_typed_lambdas_read_back_what_each_regularizer_was_given():
     assert typed("l1") == (0.5, 0.0)
     assert typed("l2") == (0.0, 0.25)  # as weight_decay
     assert typed("elasticnet") == (0.5, 0.25)  # as a loss term
+
+
+# L2-SP: backbone = the first Linear (it has a starting value w0), head = the last Linear.
+ALPHA, BETA = 0.1, 0.01
+
+
+def l2sp_model() -> nn.Module:
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0, -2.0], [3.0, -4.0]]))
+        model[0].bias.copy_(torch.tensor([0.5, -0.5]))
+        model[1].weight.copy_(torch.tensor([[2.0, -1.0]]))
+        model[1].bias.copy_(torch.tensor([1.0]))
+    return model
+
+
+def move_away_from_start(model: nn.Module) -> None:
+    """What training might do after attach: known steps away from w0, and a new head."""
+    with torch.no_grad():
+        model[0].weight.add_(torch.tensor([[0.5, 0.0], [0.0, -1.0]]))
+        model[0].bias.add_(torch.tensor([0.0, 2.0]))
+        model[1].weight.copy_(torch.tensor([[1.0, -1.0]]))
+        model[1].bias.copy_(torch.tensor([3.0]))
+
+
+# After move_away_from_start:
+#   backbone Σ(w - w0)²: weight 0.5² + 1² = 1.25, bias 2² = 4      (all: 5.25, weights: 1.25)
+#   head Σw²:            weight 1² + 1² = 2,      bias 3² = 9      (all: 11,   weights: 2)
+#   all:     0.1/2·5.25 + 0.01/2·11 = 0.2625 + 0.055 = 0.3175
+#   weights: 0.1/2·1.25 + 0.01/2·2  = 0.0625 + 0.01  = 0.0725
+@pytest.mark.parametrize("penalize,expected", [("all", 0.3175), ("weights", 0.0725)])
+def test_l2sp_penalty_equals_hand_computed_value(penalize, expected):
+    model = l2sp_model()
+    regularizer = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA, penalize=penalize)
+    regularizer.attach(model)
+    move_away_from_start(model)
+    assert regularizer.adds_loss_term and regularizer.starts_from_weights
+    assert regularizer.penalty().item() == pytest.approx(expected)
+
+
+def test_l2sp_alpha_term_is_zero_right_after_attach():
+    # Fresh head Σw² = 2² + 1² + 1² = 6, so the penalty is 0.01/2·6 = 0.03, all of it from beta.
+    model = l2sp_model()
+    regularizer = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA)
+    regularizer.attach(model)
+    head_only = BETA / 2 * l2_penalty(list(model[1].parameters()))
+    assert regularizer.penalty().item() == head_only.item()
+    assert regularizer.penalty().item() == pytest.approx(0.03)
+    alpha_only = Regularizer(name="l2sp", alpha=ALPHA)
+    alpha_only.attach(model)
+    assert alpha_only.penalty().item() == 0.0
+
+
+def test_l2sp_gradient_pulls_backbone_toward_start():
+    model = l2sp_model()
+    regularizer = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA)
+    regularizer.attach(model)
+    regularizer.penalty().backward()  # w = w0: no pull, and no NaN from the zero distance
+    assert torch.equal(model[0].weight.grad, torch.zeros(2, 2))
+    assert torch.equal(model[0].bias.grad, torch.zeros(2))
+    model.zero_grad()
+    move_away_from_start(model)
+    regularizer.penalty().backward()
+    # d/dw alpha/2·(w - w0)² = alpha·(w - w0); the head gets beta·w
+    expected = ALPHA * torch.tensor([[0.5, 0.0], [0.0, -1.0]])
+    assert torch.allclose(model[0].weight.grad, expected)
+    assert torch.allclose(model[0].bias.grad, ALPHA * torch.tensor([0.0, 2.0]))
+    assert torch.allclose(model[1].weight.grad, BETA * torch.tensor([[1.0, -1.0]]))
+
+
+def test_l2sp_state_dict_round_trip_restores_starting_point(tmp_path):
+    trained = l2sp_model()
+    first = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA)
+    first.attach(trained)
+    move_away_from_start(trained)
+
+    state = first.state_dict()
+    assert set(state) == {"starting_point"}
+    assert set(state["starting_point"]) == {"0.weight", "0.bias"}
+    torch.save({"regularizer": state}, tmp_path / "last.pt")
+    loaded = torch.load(tmp_path / "last.pt", weights_only=True)["regularizer"]
+
+    # A resumed run: a model holding the trained weights, so attach takes the wrong w0 ...
+    resumed = l2sp_model()
+    resumed.load_state_dict(trained.state_dict())
+    second = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA)
+    second.attach(resumed)
+    assert second.penalty().item() != pytest.approx(first.penalty().item())
+    # ... until the saved one is put back.
+    second.load_state_dict(loaded)
+    assert second.penalty().item() == first.penalty().item()
+    assert second.penalty().item() == pytest.approx(0.3175)
+
+
+def test_state_dict_is_empty_without_a_starting_point():
+    model = l2sp_model()
+    for regularizer in (Regularizer(l1=0.03), Regularizer(name="l2sp", beta=BETA)):
+        regularizer.attach(model)
+        assert regularizer.state_dict() == {}
+        assert not regularizer.starts_from_weights
+        regularizer.load_state_dict({})
+
+
+def test_l2sp_load_state_dict_refuses_a_missing_or_foreign_starting_point():
+    from hymtl import UserError
+
+    regularizer = Regularizer(name="l2sp", alpha=ALPHA)
+    regularizer.attach(l2sp_model())
+    with pytest.raises(UserError, match="no L2-SP starting point"):
+        regularizer.load_state_dict({})
+    with pytest.raises(UserError, match="does not fit"):
+        regularizer.load_state_dict({"starting_point": {"0.weight": torch.zeros(2, 2)}})
+
+
+def test_l2sp_weights_only_skips_biases_in_both_terms():
+    # Only biases move; with penalize=weights neither term sees them:
+    # backbone weight unchanged (0), head weight Σw² = 2² + 1² = 5 → 0.01/2·5 = 0.025
+    model = l2sp_model()
+    regularizer = Regularizer(name="l2sp", alpha=ALPHA, beta=BETA, penalize="weights")
+    regularizer.attach(model)
+    assert set(regularizer.state_dict()["starting_point"]) == {"0.weight"}
+    with torch.no_grad():
+        model[0].bias.add_(10.0)
+        model[1].bias.add_(10.0)
+    assert regularizer.penalty().item() == pytest.approx(0.025)
+
+
+def test_l2sp_config_builds_through_hydra():
+    from hydra.utils import instantiate
+
+    from .conftest import compose_config
+
+    regularizer = instantiate(compose_config(["regularizer=l2sp"]).regularizer)
+    assert isinstance(regularizer, Regularizer)
+    assert regularizer.name == "l2sp"
+    assert (regularizer.alpha, regularizer.beta) == (0.1, 0.01)
+    assert regularizer.adds_loss_term and regularizer.starts_from_weights

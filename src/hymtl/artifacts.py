@@ -26,13 +26,20 @@ from sklearn.metrics import (
 
 import hymtl
 from hymtl import display_path
-from hymtl.plots import plot_confusion_matrix, plot_curves, write_prediction_grid
+from hymtl.plots import (
+    plot_confusion_matrix,
+    plot_curves,
+    plot_reliability,
+    write_prediction_grid,
+)
 
 # Every file a completed run leaves in its directory (besides .hydra/ and train.log).
 RUN_ARTIFACTS = [
     "metrics.csv",
+    "split.csv",
     "summary.json",
     "val_predictions.csv",
+    "calibration.png",
     "curves.png",
     "confusion_matrix.png",
     "predictions.png",
@@ -90,6 +97,19 @@ def write_val_predictions(path: Path, samples, classes, eval_result) -> None:
             ):
                 row = [classes[target], classes[pred], f"{prob:.6f}", int(target == pred)]
                 writer.writerow([display_path(file), *row])
+
+    atomic_write(path, write)
+
+
+def write_split_csv(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """split.csv: path (relative to data.root), label, role (train, select or test) for every
+    image the run uses (hymtl/splits.py)."""
+
+    def write(tmp):
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "label", "role"])
+            writer.writerows(rows)
 
     atomic_write(path, write)
 
@@ -241,21 +261,32 @@ def data_fingerprint(splits) -> str:
     return digest.hexdigest()
 
 
-def write_plots(summary, rows, splits, best_eval, cfg, run_dir: Path, run_name: str) -> None:
+def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> None:
     """Curves over all epochs; every per-image picture (confusion matrix, prediction grid, error
-    gallery) from the best epoch's model, the one val_predictions.csv and best.pt hold."""
+    gallery, reliability diagram) from the selected (best.pt) weights on the reported images:
+    `reported` = (name, dataset, evaluation), the test images where there are some, else val."""
     plot_curves(rows, run_dir / "curves.png", run_name)
-    best = summary["best_model"]
-    which = f"best epoch {summary['best_epoch']} of {len(rows)} (val acc {best['accuracy']:.4f})"
+    name, dataset, result = reported
+    metrics = summary["test" if name == "test" else "best_model"]
+    epoch = f"epoch {summary['best_epoch']} of {len(rows)}"
+    if name == "test":
+        which = (
+            f"test images, weights of {epoch} (chosen on select) (acc {metrics['accuracy']:.4f})"
+        )
+    else:
+        which = f"val, best {epoch} (chosen on val) (acc {metrics['accuracy']:.4f})"
     plot_confusion_matrix(
-        best["confusion_matrix"], summary["classes"], run_dir / "confusion_matrix.png", which
+        metrics["confusion_matrix"], summary["classes"], run_dir / "confusion_matrix.png", which
     )
-    grid = (splits.val, splits.classes, best_eval)
+    grid = (dataset, summary["classes"], result)
     mean, std = cfg.data.mean, cfg.data.std
-    title = f"val predictions, {which} (red = wrong) · {run_name}"
+    title = f"{name} predictions, {which} (red = wrong) · {run_name}"
     write_prediction_grid(*grid, cfg.grid_images, mean, std, run_dir / "predictions.png", title)
-    title = f"val errors, {which} · {run_name}"
+    title = f"{name} errors, {which} · {run_name}"
     write_prediction_grid(*grid, 8, mean, std, run_dir / "errors.png", title, errors_only=True)
+    if summary.get("calibration"):
+        title = f"calibration on {which} · {run_name}"
+        plot_reliability(summary["calibration"], run_dir / "calibration.png", title)
 
 
 def check_run_dir(

@@ -5,8 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import hashlib
 import itertools
+import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -213,12 +216,13 @@ def check_config(cfg: DictConfig) -> None:
         problems.append(f"loss.label_smoothing={cfg.loss.label_smoothing} must be in [0, 1)")
     if cfg.early_stopping.patience is not None and cfg.early_stopping.patience < 1:
         problems.append(f"early_stopping.patience={cfg.early_stopping.patience} must be >= 1")
+    problems += evaluation_problems(cfg.evaluation)
     if cfg.resume and cfg.overwrite:
         problems.append("resume= continues a run and overwrite=true replaces one; choose one")
     for key in ("lambda_l1", "lambda_l2"):
         if cfg[key] < 0:
             problems.append(f"{key}={cfg[key]} must be >= 0")
-    for key in ("l1", "l2", "weight_decay"):
+    for key in ("l1", "l2", "weight_decay", "alpha", "beta"):
         if cfg.regularizer[key] < 0:
             problems.append(f"regularizer.{key}={cfg.regularizer[key]} must be >= 0")
     for key in ("momentum", "eps"):
@@ -234,6 +238,24 @@ def check_config(cfg: DictConfig) -> None:
             "precision=fp16 on a CPU has no fast kernels (one ResNet-18 step takes minutes); "
             "use precision=auto or bf16 (or fp32)"
         )
+
+
+def evaluation_problems(evaluation: DictConfig) -> list[str]:
+    problems = []
+    if not 0 < evaluation.select_fraction < 1:
+        fraction = evaluation.select_fraction
+        problems.append(f"evaluation.select_fraction={fraction} must be between 0 and 1")
+    if not 0 <= evaluation.split_seed < 2**32:
+        problems.append(f"evaluation.split_seed={evaluation.split_seed} must be in [0, 2**32)")
+    if evaluation.protocol.value == "kfold":
+        if evaluation.folds < 2:
+            problems.append(f"evaluation.folds={evaluation.folds} must be >= 2")
+        elif not 0 <= evaluation.fold < evaluation.folds:
+            problems.append(
+                f"evaluation.fold={evaluation.fold} must be in 0..{evaluation.folds - 1} "
+                f"(evaluation.folds={evaluation.folds})"
+            )
+    return problems
 
 
 def to_plain_dict(cfg: DictConfig) -> dict:
@@ -257,6 +279,47 @@ def sqlite_url(path: str) -> str:
     return f"sqlite:///{path}"
 
 
+def data_listing_sha256(root: str) -> str:
+    """SHA-256 over every non-hidden file's path (relative to `root`) and size: cheap (no file
+    is opened), and it changes when an image is added, removed, renamed or resized."""
+    digest = hashlib.sha256()
+    root_path = Path(root).expanduser()
+    for folder, dirnames, filenames in os.walk(root_path, followlinks=True):
+        dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = Path(folder, name)
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = -1
+            relative = os.fsencode(path.relative_to(root_path))
+            digest.update(relative + b"\0" + str(size).encode() + b"\n")
+    return digest.hexdigest()
+
+
+def search_key(root: Any, model: Any, epochs: Any, evaluation: Any) -> str:
+    """The λ search's study key (conf/hparams_search/): a short hash of what makes trials
+    comparable: the data (its folder and a listing fingerprint), the model and its weights,
+    the epochs and the evaluation protocol with its folds. The same command on other data or
+    another model gets a study of its own instead of adding to this one."""
+
+    def plain(value):
+        if isinstance(value, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(value, resolve=True, enum_to_str=True)
+        return getattr(value, "value", value)
+
+    identity = {
+        "data_root": os.path.realpath(Path(str(root)).expanduser()),
+        "data_listing": data_listing_sha256(str(root)),
+        "model": plain(model),
+        "epochs": plain(epochs),
+        "evaluation": plain(evaluation),
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def job_tag(mode: Any, number: Any, regularizer: str, seed: Any) -> str:
     """The prefix of every log line of a sweep job (`[job 3 l2 seed=1] `): with the joblib
     launcher several jobs print at once, and their lines must say whose they are."""
@@ -268,5 +331,6 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("hymtl_run_dir", fresh_run_dir, replace=True)
     OmegaConf.register_new_resolver("hymtl_job_tag", job_tag, replace=True)
     OmegaConf.register_new_resolver("hymtl_sqlite", sqlite_url, replace=True)
+    OmegaConf.register_new_resolver("hymtl_search_key", search_key, replace=True)
     OmegaConf.register_new_resolver("hymtl_help_groups", help_page.groups_text, replace=True)
     OmegaConf.register_new_resolver("hymtl_help_keys", help_page.keys_text, replace=True)

@@ -25,6 +25,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from hymtl import UserError, display_path
+from hymtl.splits import partition
 
 log = logging.getLogger(__name__)
 
@@ -268,12 +269,16 @@ class DecodeAhead(Sampler):
 
 @dataclass
 class DataSplits:
+    """The images a run uses, by role (hymtl/splits.py). `val` is whatever chooses the epoch:
+    val/ under the reference protocol, the select split under holdout and kfold."""
+
     train: ImageListDataset
     val: ImageListDataset
     classes: list[str]
     root: str
     layout: str  # "train/val folders" or "split by val_fraction"
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    test: ImageListDataset | None = None  # holdout, kfold: evaluated once, with the chosen weights
 
 
 def is_utf8(name: str) -> bool:
@@ -424,7 +429,11 @@ def load_data(
     cache_max_mb: float | str = "auto",
     seed: int = 0,
     augment: str = "reference",
+    evaluation: dict | None = None,
 ) -> DataSplits:
+    """The usable images under `root`, split into train / val (the images that choose the
+    epoch) / test as `evaluation` says (hymtl/splits.py; None: the reference protocol)."""
+    protocol = (evaluation or {}).get("protocol", "reference")
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         hint = " (fetch it with `python scripts/download_data.py`)" if name == "hymenoptera" else ""
@@ -461,11 +470,14 @@ def load_data(
         classes, files = list_class_files(root_path)
         samples, skipped = scan_usable(files, classes, min_colors, "all", cache)
         require_classes(samples, classes, str(root_path))
+        # The reference splits with the training seed (as it always has); the other protocols
+        # with split_seed, so the training seed never moves an image between splits.
+        split_seed = seed if protocol == "reference" else evaluation["split_seed"]
         try:
             train_samples, val_samples = train_test_split(
                 samples,
                 test_size=val_fraction,
-                random_state=seed,
+                random_state=split_seed,
                 stratify=[target for _, target in samples],
             )
         except ValueError as error:
@@ -473,18 +485,20 @@ def load_data(
                 f"cannot split {len(samples)} images of {len(classes)} classes with "
                 f"data.val_fraction={val_fraction}: {error}"
             ) from None
-        layout = f"one folder split by val_fraction={val_fraction} (seed {seed})"
+        layout = f"one folder split by val_fraction={val_fraction} (seed {split_seed})"
 
     if cache is not None:
         log.info("decoded-image cache: %d images, %.0f MiB", len(cache.images), cache.bytes / 2**20)
     warn_skipped(skipped)
+    parts = partition(train_samples, val_samples, evaluation)
     return DataSplits(
-        train=ImageListDataset(train_samples, classes, train_tf, cache),
-        val=ImageListDataset(val_samples, classes, val_tf, cache),
+        train=ImageListDataset(parts.train, classes, train_tf, cache),
+        val=ImageListDataset(parts.select, classes, val_tf, cache),
         classes=classes,
         root=str(root_path),
         layout=layout,
         skipped=skipped,
+        test=None if parts.test is None else ImageListDataset(parts.test, classes, val_tf, cache),
     )
 
 

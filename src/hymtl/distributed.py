@@ -113,7 +113,7 @@ def gather_evaluation(shard_eval: dict, ranks: Ranks) -> dict:
     shards: list[dict | None] = [None] * ranks.world_size
     dist.all_gather_object(shards, shard_eval)
     n = sum(len(shard["targets"]) for shard in shards)
-    merged = {key: [] for key in ("targets", "preds", "probs")}
+    merged = {key: [] for key in ("targets", "preds", "probs", "probabilities")}
     for index in range(n):
         shard = shards[index % ranks.world_size]
         for key in merged:

@@ -58,17 +58,19 @@ def train_one_epoch(
 def evaluate(model, loader, criterion, device, autocast, channels_last, desc="", progress=True):
     model.eval()
     loss_sum = 0.0
-    targets_all, preds_all, probs_all = [], [], []
+    targets_all, preds_all, probs_all, probabilities = [], [], [], []
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
         images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
         with autocast():
             logits = model(images).float()
         loss_sum += criterion(logits, targets).item() * targets.size(0)
-        probs, preds = logits.softmax(1).max(1)
+        softmax = logits.softmax(1)
+        probs, preds = softmax.max(1)
         targets_all += targets.tolist()
         preds_all += preds.tolist()
         probs_all += probs.tolist()
+        probabilities += softmax.tolist()  # every class's, for calibration (Brier, NLL)
     n = len(targets_all)
     correct = sum(t == p for t, p in zip(targets_all, preds_all))
     return {  # max(n, 1): under torchrun a rank's val shard can be empty
@@ -77,4 +79,5 @@ def evaluate(model, loader, criterion, device, autocast, channels_last, desc="",
         "targets": targets_all,
         "preds": preds_all,
         "probs": probs_all,
+        "probabilities": probabilities,
     }

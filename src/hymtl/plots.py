@@ -83,6 +83,61 @@ def plot_confusion_matrix(
     return fig
 
 
+def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
+    """Reliability diagram from calibration.calibration_metrics: per confidence bin, a bar of
+    the bin's accuracy against the diagonal of perfect calibration, the gap between accuracy
+    and the bin's mean confidence shaded red; below it, the number of images per bin. ECE,
+    Brier, NLL, accuracy and n in the axes title. Empty bins are drawn as nothing."""
+    filled = [b for b in calibration["reliability"] if b["count"]]
+    lows = [b["low"] for b in filled]
+    widths = [b["high"] - b["low"] for b in filled]
+    accuracy = [b["accuracy"] for b in filled]
+    confidence = [b["confidence"] for b in filled]
+    fig = Figure(figsize=(5.5, 6.4), layout="constrained")
+    ax, ax_count = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
+    ax.bar(
+        lows,
+        accuracy,
+        widths,
+        align="edge",
+        color="tab:blue",
+        edgecolor="black",
+        lw=0.6,
+        label="accuracy",
+    )
+    ax.bar(
+        lows,
+        [abs(c - a) for a, c in zip(accuracy, confidence)],
+        widths,
+        bottom=[min(a, c) for a, c in zip(accuracy, confidence)],
+        align="edge",
+        color="tab:red",
+        alpha=0.3,
+        hatch="//",
+        edgecolor="tab:red",
+        lw=0.6,
+        label="gap to mean confidence",
+    )
+    # The numbers go in the axes title, where no bar can be under them.
+    summary = (
+        f"ECE {calibration['ece']:.4f} · Brier {calibration['brier']:.4f} · "
+        f"NLL {calibration['nll']:.4f}\naccuracy {calibration['accuracy']:.4f} · "
+        f"n {calibration['n']} · {calibration['bins']} bins"
+    )
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy (top-1)")
+    ax.set_title(summary, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    ax_count.bar(lows, [b["count"] for b in filled], widths, align="edge", color="gray")
+    ax_count.set(xlabel="top-1 confidence", ylabel="images")
+    ax_count.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
+    if title:
+        # Titles carry user text (class names, paths): a `$` in it is a dollar, not mathtext.
+        fig.suptitle(title.replace("$", r"\$"))
+    fig.savefig(path, dpi=100)
+    return fig
+
+
 def choose_grid_indices(targets: list[int], preds: list[int], count: int) -> list[int]:
     """`count` val images whose mix matches the model's: each (true class, right or wrong) cell
     gets its share of the grid (largest remainders first), picked evenly over the cell, so the

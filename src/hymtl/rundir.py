@@ -25,6 +25,8 @@ from hymtl import UserError, display_path
 # The final artifacts are written once, after the last epoch, summary.json last of them.
 FINAL_ARTIFACTS = (
     "val_predictions.csv",
+    "test_predictions.csv",  # evaluation=holdout or kfold only
+    "calibration.png",
     "curves.png",
     "confusion_matrix.png",
     "predictions.png",
@@ -34,7 +36,10 @@ FINAL_ARTIFACTS = (
 TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking_tensorboard.py)
 # logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
 MLFLOW_ARTIFACTS_DIR = "mlruns"
-ARTIFACT_FILES = ("metrics.csv", "last.pt", "best.pt") + FINAL_ARTIFACTS + (TENSORBOARD_DIR,)
+# split.csv is written before the first epoch: which image plays which role (hymtl/splits.py).
+SPLIT_FILE = "split.csv"
+ARTIFACT_FILES = ("metrics.csv", SPLIT_FILE, "last.pt", "best.pt") + FINAL_ARTIFACTS
+ARTIFACT_FILES += (TENSORBOARD_DIR,)
 RUN_FILES = ARTIFACT_FILES + (".hydra", "train.log")
 LOCK_NAME = ".hymtl.lock"
 REPLACED_PREFIX = "replaced-"

@@ -72,6 +72,10 @@ class RegularizerConfig:
     l1: float = 0.0  # loss += l1 * sum|w|
     l2: float = 0.0  # loss += l2 * sum w^2
     weight_decay: float = 0.0  # handed to the optimizer, not added to the loss
+    # l2sp (toward the starting point): loss += alpha/2·Σ(w - w0)² over parameters that have
+    # a starting value (the backbone) + beta/2·Σw² over the new head (conf/regularizer/l2sp.yaml)
+    alpha: float = 0.0
+    beta: float = 0.0
     penalize: PenalizedParams = PenalizedParams.all
 
 
@@ -91,6 +95,26 @@ class AdamWConfig:
     lr: float = 0.001
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     eps: float = 1e-8
+
+
+class Protocol(Enum):
+    reference = "reference"  # best epoch chosen on val/ and reported on val/ (selection-biased)
+    holdout = "holdout"  # epoch chosen on a split of train/; val/ is the test set, used once
+    kfold = "kfold"  # stratified k-fold over all images; epoch chosen inside each fold
+
+
+@dataclass
+class EvaluationConfig:
+    """How the reported number is estimated (conf/evaluation/, hymtl/splits.py)."""
+
+    protocol: Protocol = MISSING
+    # holdout, kfold: the share of the training images held back to choose the epoch (stratified)
+    select_fraction: float = 0.2
+    folds: int = 5  # kfold: number of folds
+    fold: int = 0  # kfold: which fold is the test set (0 .. folds-1)
+    # holdout, kfold: seeds the partition only (never the training seed), so every regularizer
+    # and every training seed sees the same folds; another value draws a new partition
+    split_seed: int = 0
 
 
 class ClassWeights(Enum):
@@ -191,6 +215,7 @@ class Config:
     resume: str | None = MISSING
     overwrite: bool = MISSING
     augment: AugmentConfig = MISSING
+    evaluation: EvaluationConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -242,6 +267,7 @@ def register_configs() -> None:
     cs.store(group="schema/data", name="data", node=DataConfig)
     cs.store(group="schema/model", name="model", node=ModelConfig)
     cs.store(group="schema/regularizer", name="regularizer", node=RegularizerConfig)
+    cs.store(group="schema/evaluation", name="evaluation", node=EvaluationConfig)
     cs.store(group="schema/optimizer", name="sgd", node=SGDConfig)
     cs.store(group="schema/optimizer", name="adamw", node=AdamWConfig)
     cs.store(group="schema/scheduler", name="steplr", node=StepLRConfig)

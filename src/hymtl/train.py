@@ -31,11 +31,15 @@ from hymtl import UserError, display_path, distributed
 from hymtl.artifacts import (
     MetricsLog,
     build_summary,
+    classification_metrics,
+    load_checkpoint,
     save_checkpoint,
     write_json,
     write_plots,
+    write_split_csv,
     write_val_predictions,
 )
+from hymtl.calibration import calibration_metrics
 from hymtl.callbacks import RunStartGuard, SweepOutcome
 from hymtl.config import check_config, override_problem, register_resolvers, to_plain_dict
 from hymtl.data import DataSplits, make_loader
@@ -54,6 +58,7 @@ from hymtl.resume import (
 from hymtl.rundir import (
     ARTIFACT_FILES,
     FINAL_ARTIFACTS,
+    SPLIT_FILE,
     RunLock,
     claim_for_new_run,
     config_differences,
@@ -75,6 +80,7 @@ from hymtl.runtime import (
     seed_everything,
 )
 from hymtl.schema import register_configs
+from hymtl.splits import evaluation_block, split_rows
 from hymtl.tracking import Trackers, open_trackers
 
 log = logging.getLogger("hymtl.train")
@@ -188,17 +194,17 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     """Data, model, regularizer, optimizer, scheduler and loaders, as the config says."""
     ranks, device = runtime.ranks, runtime.device
     augment = cfg.augment.name.value
-    splits = build(cfg.data, seed=cfg.seed, augment=augment, _convert_="all")
+    evaluation = to_plain_dict(cfg.evaluation)
+    splits = build(cfg.data, seed=cfg.seed, augment=augment, evaluation=evaluation, _convert_="all")
     if cfg.batch_size > len(splits.train):
         raise UserError(
             f"batch_size={cfg.batch_size} is larger than the {len(splits.train)} training images; "
             "lower batch_size="
         )
     log.info(
-        "data %s: %d train / %d val images, classes %s (%s)",
+        "data %s: %s, classes %s (%s)",
         splits.root,
-        len(splits.train),
-        len(splits.val),
+        split_sizes(splits, evaluation),
         splits.classes,
         splits.layout,
     )
@@ -216,6 +222,11 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
         seed_everything(cfg.seed + ranks.rank)  # ... but each rank its own augmentations
     regularizer = build(cfg.regularizer)
     regularizer.attach(model)
+    if regularizer.starts_from_weights and not (cfg.model.pretrained or cfg.model.weights_path):
+        log.info(
+            "regularizer=%s: w0 is the random initialization (model.pretrained=false)",
+            regularizer.name,
+        )
     optimizer = build(cfg.optimizer, _convert_="all")(regularizer.param_groups(model))
     scheduler = build(cfg.scheduler)(optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=runtime.precision == "fp16")
@@ -255,6 +266,20 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
         train_loader=train_loader,
         val_loader=val_loader,
         channels_last=cfg.channels_last and not cached_features,
+    )
+
+
+def split_sizes(splits: DataSplits, evaluation: dict) -> str:
+    """How many images play each role, for the log: the numbers say which images chose what."""
+    if splits.test is None:
+        return f"{len(splits.train)} train / {len(splits.val)} val images (val chooses the epoch)"
+    protocol = evaluation["protocol"]
+    if protocol == "kfold":
+        protocol += f" fold {evaluation['fold']} of {evaluation['folds']}"
+    return (
+        f"{len(splits.train)} train / {len(splits.val)} select (chooses the epoch) / "
+        f"{len(splits.test)} test images (evaluation={protocol}, "
+        f"split_seed={evaluation['split_seed']}; test used once, after training)"
     )
 
 
@@ -298,6 +323,7 @@ def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Pro
     parts.optimizer.load_state_dict(resumed["optimizer"])
     parts.scheduler.load_state_dict(resumed["scheduler"])
     parts.scaler.load_state_dict(resumed["scaler"])
+    parts.regularizer.load_state_dict(resumed.get("regularizer") or {})  # l2sp's w0
     best = {
         "val_acc": resumed["best_val_acc"],
         "epoch": resumed["best_epoch"],
@@ -316,6 +342,7 @@ def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
         "optimizer": parts.optimizer.state_dict(),
         "scheduler": parts.scheduler.state_dict(),
         "scaler": parts.scaler.state_dict(),
+        "regularizer": parts.regularizer.state_dict(),  # l2sp: the starting weights w0
         "epoch": epoch,
         "best_val_acc": progress.best["val_acc"],
         "best_epoch": progress.best["epoch"],
@@ -456,16 +483,57 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
     summary["final_weights"] = weight_statistics(parts.model)
     summary["threads"] = torch.get_num_threads()
     summary["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
+    splits, classes = parts.splits, parts.splits.classes
     write_val_predictions(
-        run_dir / "val_predictions.csv",
-        parts.splits.val.samples,
-        parts.splits.classes,
-        progress.best["eval"],
+        run_dir / "val_predictions.csv", splits.val.samples, classes, progress.best["eval"]
     )
+    if splits.test is None:
+        reported = ("val", splits.val, progress.best["eval"])
+        summary["selection"] = (
+            "best_val_acc and best_model: the epoch was chosen on val/ and is measured on val/, "
+            "so they are selection-biased; evaluation=holdout or kfold holds out a test set"
+        )
+    else:
+        test_eval = evaluate_selected_on_test(cfg, parts, run_dir, runtime)
+        reported = ("test", splits.test, test_eval)
+        summary["evaluation"] = evaluation_block(to_plain_dict(cfg.evaluation), splits)
+        summary["test"] = classification_metrics(test_eval["targets"], test_eval["preds"], classes)
+        summary["test"]["epoch"] = progress.best["epoch"]  # chosen on the select images
+        write_val_predictions(
+            run_dir / "test_predictions.csv", splits.test.samples, classes, test_eval
+        )
+    summary["calibration"] = calibration_of(reported)
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
-    write_plots(summary, rows, parts.splits, progress.best["eval"], cfg, run_dir, run_name)
+    write_plots(summary, rows, reported, cfg, run_dir, run_name)
     write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def evaluate_selected_on_test(cfg, parts: Parts, run_dir: Path, runtime: Runtime) -> dict:
+    """The selected weights (best.pt, chosen on the select images) on the test images: the one
+    time the test images are used. The model is the plain module (rank 0, full test set)."""
+    parts.model.load_state_dict(load_checkpoint(run_dir / "best.pt")["model"])
+    pin = runtime.device.type == "cuda"
+    loader = make_loader(parts.splits.test, cfg.batch_size, runtime.num_workers, False, 0, pin)
+    return evaluate(
+        parts.model,
+        loader,
+        parts.criterion,
+        runtime.device,
+        runtime.autocast,
+        cfg.channels_last,
+        "test",
+        True,
+    )
+
+
+def calibration_of(reported: tuple) -> dict | None:
+    """Calibration of the selected weights on the reported images (test, else val); None for
+    an evaluation saved without per-class probabilities (a run resumed from an older hymtl)."""
+    name, _, result = reported
+    if not result.get("probabilities"):
+        return None
+    return {"set": name, **calibration_metrics(result["probabilities"], result["targets"])}
 
 
 def open_run(cfg: DictConfig, run_dir, overrides) -> tuple[DictConfig, Path, dict | None]:
@@ -538,6 +606,7 @@ def start_training(cfg, parts: Parts, progress: Progress, run_dir: Path, resumed
     artifacts moved aside (they describe fewer epochs; a run stopped mid-extension must never
     read as completed)."""
     if not resumed:
+        write_split_csv(run_dir / SPLIT_FILE, split_rows(parts.splits))
         save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, 0))
     elif (read_summary(run_dir) or {}).get("status") == "completed":
         moved = move_aside(run_dir, list(FINAL_ARTIFACTS))
@@ -575,14 +644,25 @@ def train(
         }
         summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
         trackers.finish("completed", run_dir, summary)
-    log.info(
-        "best val acc %.4f at epoch %d; macro F1 %.4f; run dir %s",
-        progress.best["val_acc"],
-        progress.best["epoch"],
-        summary["best_model"]["macro"]["f1"],
-        display_path(run_dir),
-    )
+    log.info("%s; run dir %s", result_line(summary), display_path(run_dir))
     return summary
+
+
+def result_line(summary: dict) -> str:
+    """The run's result in one line, saying which images measured each number and whether
+    they also chose it."""
+    best = summary["best_model"]
+    if "test" not in summary:
+        return (
+            f"best val acc {best['accuracy']:.4f} at epoch {summary['best_epoch']}, macro F1 "
+            f"{best['macro']['f1']:.4f} (epoch chosen on these val images: selection-biased)"
+        )
+    test = summary["test"]
+    return (
+        f"test acc {test['accuracy']:.4f}, macro F1 {test['macro']['f1']:.4f} on "
+        f"{test['n']} test images never used to choose; weights of epoch "
+        f"{summary['best_epoch']}, chosen by select acc {best['accuracy']:.4f}"
+    )
 
 
 def interrupted_before_training() -> str:
