@@ -26,11 +26,15 @@ def main() -> int:
         print(f"{args.run_dir}: {problem}", file=sys.stderr)
     if not problems:
         summary = json.loads((args.run_dir / "summary.json").read_text())
-        print(
-            f"{args.run_dir}: complete; best val acc {summary['best_val_acc']:.4f} at epoch "
-            f"{summary['best_epoch']}, macro F1 {summary['best_model']['macro']['f1']:.4f}, "
-            f"{summary['seconds_per_epoch']:.1f}s/epoch"
+        chosen_on = "select" if "test" in summary else "val"
+        line = (
+            f"{args.run_dir}: complete; best {chosen_on} acc {summary['best_val_acc']:.4f} at "
+            f"epoch {summary['best_epoch']} (chosen on these images), macro F1 "
+            f"{summary['best_model']['macro']['f1']:.4f}"
         )
+        if "test" in summary:
+            line += f"; test acc {summary['test']['accuracy']:.4f} ({summary['test']['n']} images)"
+        print(f"{line}, {summary['seconds_per_epoch']:.1f}s/epoch")
     return 1 if problems else 0
 
 

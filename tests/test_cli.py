@@ -63,16 +63,17 @@ def test_train_help_lists_the_groups_and_the_top_level_keys(tmp_path):
     lines = [line.strip() for line in page.splitlines()]
     assert lines[0].startswith("hymtl train: ")
     groups = lines[lines.index("Config groups (GROUP=OPTION picks conf/GROUP/OPTION.yaml):") + 1 :]
-    assert groups[:9] == [
-        "data: hymenoptera, imagefolder             (default: hymenoptera)",
-        "model: mobilenet_v2, resnet18, resnet50    (default: resnet18)",
-        "regularizer: elasticnet, l1, l2, none      (default: none)",
-        "optimizer: adamw, sgd                      (default: sgd)",
-        "scheduler: cosine, none, steplr            (default: steplr)",
-        "augment: none, reference, trivialaugment   (default: reference)",
-        "logger: mlflow, none, tensorboard          (default: none)",
-        "experiment: regularization_study           (optional)",
-        "hparams_search: lambda_search              (optional)",
+    assert groups[:10] == [
+        "data: hymenoptera, imagefolder                (default: hymenoptera)",
+        "model: mobilenet_v2, resnet18, resnet50       (default: resnet18)",
+        "regularizer: elasticnet, l1, l2, l2sp, none   (default: none)",
+        "optimizer: adamw, sgd                         (default: sgd)",
+        "scheduler: cosine, none, steplr               (default: steplr)",
+        "augment: none, reference, trivialaugment      (default: reference)",
+        "evaluation: holdout, kfold, reference         (default: reference)",
+        "logger: mlflow, none, tensorboard             (default: none)",
+        "experiment: cv_study, regularization_study    (optional)",
+        "hparams_search: lambda_search                 (optional)",
     ]
     keys = lines[lines.index("Top-level keys and their defaults (KEY=VALUE):") + 1 :]
     assert keys[0].startswith("lambda_l1: 0.03 ") and "epochs: 25" in keys

@@ -84,3 +84,54 @@ def test_rerunning_the_search_command_adds_trials_at_new_lambdas(image_root, tmp
     assert len(summaries) == 4 and all(s["status"] == "completed" for s in summaries)
     lambdas = {(s["config"]["lambda_l1"], s["config"]["lambda_l2"]) for s in summaries}
     assert len(lambdas) == 4
+
+
+def search_dir(overrides):
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("hymtl.conf", version_base="1.3"):
+        cfg = compose("config", ["hparams_search=lambda_search", *overrides], True)
+        return cfg.hydra.sweep.dir
+
+
+def test_the_search_study_is_keyed_by_data_model_epochs_and_protocol(tmp_path):
+    from hymtl.toydata import write_class_images
+
+    for name in ("a", "b"):
+        write_class_images(tmp_path / name, per_class=3)
+    a, b = (f"data.root={tmp_path / name}" for name in ("a", "b"))
+    # The same command finds the same study (it resumes) ...
+    assert search_dir([a]) == search_dir([a]) and "lambda_search/elasticnet-" in search_dir([a])
+    # ... another folder, another model, other epochs or another protocol gets its own.
+    keys = {search_dir([a]), search_dir([b]), search_dir([a, "model=resnet50"])}
+    keys |= {search_dir([a, "epochs=3"]), search_dir([a, "evaluation=kfold"])}
+    keys |= {search_dir([a, "evaluation=kfold", "evaluation.fold=1"])}
+    assert len(keys) == 6
+    # The same folder with one more image is other data: a new study, not more trials.
+    before = search_dir([a])
+    write_class_images(tmp_path / "a", per_class=4)
+    assert search_dir([a]) != before
+
+
+@pytest.mark.slow
+def test_the_same_search_on_two_data_roots_makes_two_studies(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    from hymtl.toydata import make_toy_image_folder
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    for name in ("first", "second"):
+        root = make_toy_image_folder(tmp_path / name, train_per_class=4, val_per_class=2)
+        command = [sys.executable, "-m", "hymtl.train", "-m", "hparams_search=lambda_search"]
+        command += ["hydra.sweeper.n_trials=1", "data=imagefolder", f"data.root={root}"]
+        command += ["epochs=1", "threads=1", *TINY]
+        result = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    studies = sorted((tmp_path / "multirun" / "lambda_search").glob("elasticnet-*/optuna.db"))
+    assert len(studies) == 2
+    for study in studies:  # one trial each: neither search saw the other's
+        trials = optuna.load_study(
+            study_name="lambda_search_elasticnet", storage=f"sqlite:///{study}"
+        )
+        assert len(trials.trials) == 1

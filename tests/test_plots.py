@@ -45,7 +45,7 @@ def test_grid_captions_never_overlap_images(tmp_path, count):
         [0.97] * count,
         tmp_path / "grid.png",
         "val predictions, best epoch 3 of 25 (val acc 0.9477) · a long run name · seed=0\n"
-        "16 of 153 val images, sampled per class and right/wrong: 2 wrong shown",
+        "16 of 153 images, sampled per class and right/wrong: 2 wrong shown",
     )
     assert text_boxes_overlapping_images(figure) == []
 

@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -285,7 +286,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     title = f"{name} errors, {which} · {run_name}"
     write_prediction_grid(*grid, 8, mean, std, run_dir / "errors.png", title, errors_only=True)
     if summary.get("calibration"):
-        title = f"calibration on {which} · {run_name}"
+        title = f"calibration: {which}\n{run_name}"
         plot_reliability(summary["calibration"], run_dir / "calibration.png", title)
 
 
@@ -358,4 +359,34 @@ def check_run_dir(
             f"{len(summary['skipped_files'])} files skipped, expected {skipped}",
         ),
     ]
+    expectations += split_expectations(run_dir, summary)
     return [problem for holds, problem in expectations if not holds]
+
+
+def read_csv_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def split_expectations(run_dir: Path, summary: dict) -> list[tuple[bool, str]]:
+    """split.csv against the summary's sizes, and (holdout, kfold) the test block against
+    test_predictions.csv: every role's count, no image in two roles."""
+    roles = Counter(row["role"] for row in read_csv_rows(run_dir / "split.csv"))
+    paths = [row["path"] for row in read_csv_rows(run_dir / "split.csv")]
+    test = summary.get("test")
+    expected = {"train": summary["n_train"], "select": summary["n_val"]}
+    expected["test"] = test["n"] if test else 0
+    found = {role: roles.get(role, 0) for role in expected}
+    checks = [
+        (found == expected, f"split.csv has {found} images by role, the summary {expected}"),
+        (len(set(paths)) == len(paths), "split.csv lists an image in two roles"),
+    ]
+    if test:
+        per_image = read_csv_rows(run_dir / "test_predictions.csv")
+        correct = sum(int(row["correct"]) for row in per_image)
+        checks += [
+            (len(per_image) == test["n"], "test_predictions.csv disagrees with the test block"),
+            (abs(correct / max(test["n"], 1) - test["accuracy"]) <= 1e-9, "test accuracy differs"),
+            (summary["evaluation"]["n_test"] == test["n"], "evaluation.n_test != test.n"),
+        ]
+    return checks

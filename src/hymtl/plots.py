@@ -93,7 +93,7 @@ def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
     widths = [b["high"] - b["low"] for b in filled]
     accuracy = [b["accuracy"] for b in filled]
     confidence = [b["confidence"] for b in filled]
-    fig = Figure(figsize=(5.5, 6.4), layout="constrained")
+    fig = Figure(figsize=(7.5, 6.6), layout="constrained")
     ax, ax_count = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfect calibration")
     ax.bar(
@@ -133,7 +133,7 @@ def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
     ax_count.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     if title:
         # Titles carry user text (class names, paths): a `$` in it is a dollar, not mathtext.
-        fig.suptitle(title.replace("$", r"\$"))
+        fig.suptitle(title.replace("$", r"\$"), fontsize=9)
     fig.savefig(path, dpi=100)
     return fig
 
@@ -165,7 +165,7 @@ def grid_caption(targets: list[int], preds: list[int], indices: list[int]) -> st
     errors = sum(t != p for t, p in zip(targets, preds))
     shown = sum(targets[i] != preds[i] for i in indices)
     return (
-        f"{len(indices)} of {len(targets)} val images, sampled per class and right/wrong: "
+        f"{len(indices)} of {len(targets)} images, sampled per class and right/wrong: "
         f"{shown} wrong shown; the model has {errors} errors in {len(targets)}"
     )
 
