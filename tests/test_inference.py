@@ -41,6 +41,9 @@ def test_evaluate_reproduces_the_summary(trained_run, tmp_path, capsys):
     assert report["confusion_matrix"] == best["confusion_matrix"]
     assert report["accuracy"] == pytest.approx(best["accuracy"])
     assert report["macro"] == pytest.approx(best["macro"])
+    # The run's calibration (best epoch, val) is what evaluate measures from best.pt alone.
+    for key in ("ece", "brier", "nll"):
+        assert report["calibration"][key] == pytest.approx(summary["calibration"][key], abs=1e-5)
     assert "accuracy" in capsys.readouterr().out
 
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from hymtl import UserError
 from hymtl.artifacts import classification_metrics, write_json
+from hymtl.calibration import calibration_metrics
 from hymtl.command_app import run_command
 from hymtl.data import (
     ImageListDataset,
@@ -64,6 +65,7 @@ def evaluate_checkpoint(
         desc=f"evaluating {split}",
     )
     metrics = classification_metrics(result["targets"], result["preds"], classes)
+    metrics["calibration"] = calibration_metrics(result["probabilities"], result["targets"])
     return {"checkpoint": str(checkpoint), "folder": str(folder), "loss": result["loss"], **metrics}
 
 

@@ -3,11 +3,29 @@
 Writes report.md (means over seeds, 95% intervals, each regularizer tested against `none`),
 report.csv (the same numbers as fractions) and comparison.png (val curves of every run).
 
-A row is one setting: (model, regularizer, effective λ, epochs). Its runs are repeats that differ
-in seed, and only distinct seeds are averaged: runs of one setting that share a seed (the same
-sweep read twice, or two sweeps run with seed 0) are shown side by side, one row per sweep dir,
-never pooled. Runs of a regularizer tried at several λ with one seed each are λ-search trials,
-listed as trials (search_report.py), never as seeds.
+Runs are told apart by their evaluation protocol (config.evaluation.protocol; runs older than
+it are `reference`):
+
+- reference: the best epoch is chosen on val/ and reported on val/, so its numbers are
+  selection-biased (optimistic). These runs make the "Best-epoch validation metrics" tables here.
+- holdout, kfold: the epoch is chosen on a select split, and the chosen weights are measured
+  once on test images the choice never saw. These runs make the "Test metrics" sections
+  (protocol_report.py), never mixed into the reference tables.
+
+A reference row is one setting: (model, regularizer, strengths (λ1, λ2, α, β), epochs). Its
+runs are repeats that differ in seed, and only distinct seeds are averaged: runs of one setting
+that share a seed (the same sweep read twice, or two sweeps run with seed 0) are shown side by
+side, one row per sweep dir, never pooled. Runs of a regularizer tried at several strengths with
+one seed each are λ-search trials, listed as trials (search_report.py), never as seeds.
+
+report.csv: one line per row of both kinds. The first columns are the reference table's
+(`regularizer` ... `sweep_dir`); then `protocol` (reference, holdout or kfold), `test_set`
+(holdout/kfold: which test images), `n_runs`, `selection_accuracy_mean` (the best val accuracy
+that chose the epoch), `ece_mean`, `brier_mean`, `nll_mean` (summary.json `calibration`, empty
+for runs without it) and l2sp's `alpha`, `beta`. On a holdout/kfold line the `accuracy_*`,
+`precision_*`, `recall_*`, `f1_*`, `diff_*` and `p_value` columns are TEST metrics, `n_val` is
+the test images per run and `n_seeds` the distinct training seeds among its `n_runs` runs; on a
+reference line they are the best epoch's val metrics.
 """
 
 from __future__ import annotations
@@ -31,14 +49,35 @@ from omegaconf.errors import OmegaConfBaseException
 from hymtl import UserError
 from hymtl.artifacts import atomic_write, read_metrics
 from hymtl.plots import whole_epochs
+from hymtl.protocol_report import (
+    TESTED,
+    calibration_means,
+    choose_reference,
+    compare_tested,
+    csv_records,
+    number,
+    protocol_lines,
+    read_predictions,
+    split_repeated,
+    summarize_tested,
+    summary_lines,
+    trial_summary,
+)
 from hymtl.rundir import MLFLOW_ARTIFACTS_DIR
-from hymtl.search_report import search_lines, search_trials, setting, trial_runs
+from hymtl.search_report import (
+    KNOWN_ORDER,
+    run_protocol,
+    search_lines,
+    search_trials,
+    setting,
+    strength_text,
+    trial_runs,
+)
 from hymtl.stats import (
     mcnemar,
     mean_std,
     p_text,
     paired_t_test,
-    percent,
     percent_interval,
     percent_mean_std,
     t_interval,
@@ -46,12 +85,12 @@ from hymtl.stats import (
 )
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
-KNOWN_ORDER = ("none", "l1", "l2", "elasticnet")
 NEAR_ZERO_KEY = "fraction_abs_below_0.001"  # written by hymtl.regularizers.weight_statistics
 CSV_COLUMNS = (
     "regularizer,n_seeds,n_val,precision_mean,precision_std,recall_mean,recall_std,f1_mean,"
     "f1_std,accuracy_mean,accuracy_std,accuracy_ci_low,accuracy_ci_high,diff_vs_none,"
-    "diff_ci_low,diff_ci_high,p_value,test,model,lambda_l1,lambda_l2,epochs,sweep_dir"
+    "diff_ci_low,diff_ci_high,p_value,test,model,lambda_l1,lambda_l2,epochs,sweep_dir,"
+    "protocol,test_set,n_runs,selection_accuracy_mean,ece_mean,brier_mean,nll_mean,alpha,beta"
 ).split(",")
 
 
@@ -128,7 +167,7 @@ def load_run(run_dir: Path) -> Run:
 
 
 def regularizer_order(names) -> list[str]:
-    """none, l1, l2, elasticnet first (the reference's order), then any others by name."""
+    """none, l1, l2, elasticnet, l2sp first (KNOWN_ORDER), then any others by name."""
     rank = {name: index for index, name in enumerate(KNOWN_ORDER)}
     return sorted(set(names), key=lambda name: (rank.get(name, len(rank)), name))
 
@@ -141,20 +180,7 @@ def split_repeated_seeds(group: list[Run]) -> list[tuple[str | None, list[Run]]]
     """The runs of one setting as (sweep label, runs) parts whose seeds are distinct: one part
     when no seed repeats; else one per sweep dir (a repeated seed is a rerun, not a new sample),
     and within a sweep dir that repeats a seed itself, one per run."""
-    if len({run.seed for run in group}) == len(group):
-        return [(None, group)]
-    by_sweep: dict[Path, list[Run]] = {}
-    for run in group:
-        by_sweep.setdefault(run.sweep_dir or run.path.parent, []).append(run)
-    names = Counter(sweep.name for sweep in by_sweep)
-    parts = []
-    for sweep, members in by_sweep.items():
-        label = sweep.name if names[sweep.name] == 1 else str(sweep)
-        if len({run.seed for run in members}) == len(members):
-            parts.append((label, members))
-        else:
-            parts += [(f"{label}/{run.path.relative_to(sweep)}", [run]) for run in members]
-    return sorted(parts, key=lambda part: part[0])
+    return split_repeated(group, lambda run: run.seed)
 
 
 def seed_statistics(group: list[Run]) -> dict:
@@ -174,20 +200,21 @@ def seed_statistics(group: list[Run]) -> dict:
         n = best[0]["n"]
         row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
         row["ci_method"] = "wilson"
+    row["calibration"] = calibration_means(group)
     return row
 
 
 def label_rows(rows: list[dict], lambdas: dict[str, set]) -> None:
     """Name each row by its regularizer, plus whatever else tells it apart from the others:
-    λ (when its regularizer ran at several λ, trials included: lambdas maps regularizer to
-    the λ pairs it ran with), model, epochs, and the sweep dir."""
+    λ or α/β (when its regularizer ran at several, trials included: lambdas maps regularizer
+    to the strengths it ran with), model, epochs, and the sweep dir."""
     models = {row["setting"][0] for row in rows}
     epochs = {row["setting"][3] for row in rows}
     for row in rows:
-        model, name, (lambda_l1, lambda_l2), n_epochs = row["setting"]
+        model, name, values, n_epochs = row["setting"]
         parts = [name]
         if len(lambdas[name]) > 1:
-            parts.append(f"λ1={lambda_l1:.3g} λ2={lambda_l2:.3g}")
+            parts.append(strength_text(values))
         if len(models) > 1:
             parts.append(str(model))
         if len(epochs) > 1:
@@ -196,9 +223,11 @@ def label_rows(rows: list[dict], lambdas: dict[str, set]) -> None:
 
 
 def summarize_by_regularizer(runs: list[Run]) -> list[dict]:
-    """One row per setting (model, regularizer, λ, epochs) over its completed runs, from each
-    run's best-epoch metrics, averaged over distinct seeds only (split_repeated_seeds).
-    λ-search trials are left out: search_report lists them as trials."""
+    """One row per setting (model, regularizer, strengths, epochs) over its completed
+    reference-protocol runs, from each run's best-epoch metrics, averaged over distinct seeds
+    only (split_repeated_seeds). λ-search trials are left out: search_report lists them as
+    trials. holdout/kfold runs are left out: protocol_report.summarize_tested makes their rows."""
+    runs = [run for run in runs if run_protocol(run) not in TESTED]
     trials = {run.path for run in trial_runs(runs)}
     completed = [run for run in runs if run.status == "completed" and run.path not in trials]
     groups: dict[tuple, list[Run]] = {}
@@ -211,8 +240,8 @@ def summarize_by_regularizer(runs: list[Run]) -> list[dict]:
     rank = {name: i for i, name in enumerate(regularizer_order(run.regularizer for run in runs))}
 
     def order(key: tuple):
-        model, name, lambda_pair, epochs = key
-        return rank[name], str(model), epochs is None, epochs or 0, lambda_pair
+        model, name, strengths, epochs = key
+        return rank[name], str(model), epochs is None, epochs or 0, strengths
 
     rows = []
     for key in sorted(groups, key=order):
@@ -225,12 +254,7 @@ def summarize_by_regularizer(runs: list[Run]) -> list[dict]:
 
 
 def read_val_predictions(run: Run) -> tuple[list[str], list[int]] | None:
-    try:
-        with open(run.path / "val_predictions.csv", newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return [row["path"] for row in rows], [int(row["correct"]) for row in rows]
-    except (OSError, KeyError, ValueError):
-        return None
+    return read_predictions(run.path / "val_predictions.csv")
 
 
 def paired_t_comparison(reference: list[Run], other: list[Run]) -> dict:
@@ -252,10 +276,6 @@ def single_pair_comparison(reference: Run, other: Run) -> dict:
     return {"diff": diff, "ci": None, "p": None, "test": "no test: no matching val_predictions"}
 
 
-def source_dirs(row: dict) -> set[Path]:
-    return {run.sweep_dir or run.path.parent for run in row["runs"]}
-
-
 def reference_row(row: dict, references: list[dict]) -> dict | None:
     """The `none` row to test `row` against: same model and epochs; among several (e.g. `none`
     shown per sweep dir), the one from row's sweep dir. None when no single row fits."""
@@ -263,15 +283,7 @@ def reference_row(row: dict, references: list[dict]) -> dict | None:
     candidates = [
         ref for ref in references if (ref["setting"][0], ref["setting"][3]) == (model, epochs)
     ]
-    for fits in (
-        lambda ref: True,  # the only one
-        lambda ref: ref["sweep"] == row["sweep"],
-        lambda ref: source_dirs(ref) == source_dirs(row),
-    ):
-        chosen = [ref for ref in candidates if fits(ref)]
-        if len(chosen) == 1:
-            return chosen[0]
-    return None
+    return choose_reference(row, candidates)
 
 
 def compare_with_none(rows: list[dict]) -> list[dict]:
@@ -376,7 +388,13 @@ def header_lines(
 ) -> list[str]:
     count = {s: sum(r.status == s for r in runs) for s in ("completed", "failed", "incomplete")}
     completed = [run for run in runs if run.status == "completed"]
+    reference = [run for run in completed if run_protocol(run) not in TESTED]
+    tested = [run for run in completed if run_protocol(run) in TESTED]
     models = {config_value(run, "model", "name") for run in runs} - {None}
+    images = f"; val images: {distinct(run.summary.get('n_val') for run in reference)}"
+    if tested:
+        n_test = distinct((run.summary.get("evaluation") or {}).get("n_test") for run in tested)
+        images = (images if reference else "") + f"; test images per run: {n_test}"
     lines = [
         "# Regularization study report",
         "",
@@ -384,15 +402,17 @@ def header_lines(
         f"- runs: {count['completed']} completed, {count['failed']} failed, "
         f"{count['incomplete']} incomplete",
         f"- model: {distinct(models)}; epochs: {distinct(config_value(r, 'epochs') for r in runs)}"
-        f"; val images: {distinct(run.summary.get('n_val') for run in completed)}",
+        + images,
+        "- " + protocols_text(runs),
         f"- regenerate: `{command}`",
     ]
     if len(models) > 1:
         lines.append("- **note:** runs of different models are in separate rows, never pooled")
     trials = Counter(run.regularizer for run in trial_runs(runs))
     for name in regularizer_order(trials):
+        varied = "α/β (an l2sp strength search)" if name == "l2sp" else "λ (a λ search)"
         lines.append(
-            f"- **note:** the `{name}` runs differ in λ (a λ search): its {trials[name]} "
+            f"- **note:** the `{name}` runs differ in {varied}: its {trials[name]} "
             "single-seed runs are trials, listed in the λ search section, not averaged as seeds"
         )
     rows = summarize_by_regularizer(runs) if rows is None else rows
@@ -409,21 +429,52 @@ def header_lines(
     return lines
 
 
-def metrics_lines(rows: list[dict], trials: list[dict] = ()) -> list[str]:
-    lines = ["", "## Best-epoch validation metrics (%, mean ± std over seeds)", ""]
+def protocols_text(runs: list[Run]) -> str:
+    """The header's line on evaluation protocols: which ones the runs used, and what each means."""
+    count = Counter(run_protocol(run) for run in runs)
+    meaning = {
+        "reference": "epoch chosen and measured on the same val images: selection-biased",
+        "holdout": "epoch chosen on a select split, val/ held out as the test set",
+        "kfold": "epoch chosen on a select split, one fold held out as the test set",
+    }
+    parts = [
+        f"{name} ({count[name]} runs: {meaning.get(name, 'unknown protocol')})"
+        for name in sorted(count, key=lambda name: (name not in meaning, name))
+    ]
+    return "evaluation protocol: " + ("; ".join(parts) or "none")
+
+
+def metrics_lines(rows: list[dict], trials: list[dict] = (), tested: bool = False) -> list[str]:
+    """The reference-protocol table; [] when there is none but holdout/kfold runs (tested: rows
+    or λ-search trials of those protocols)."""
+    if not rows and not trials and tested:
+        return []
+    lines = [
+        "",
+        "## Best-epoch validation metrics (reference protocol: chosen and measured on the same "
+        "val images, selection-biased; %, mean ± std over seeds)",
+        "",
+    ]
     if not rows:
         if trials:
             return lines + [f"Only λ-search trials ({len(trials)}): see the λ search section."]
         return lines + ["No completed runs yet."]
     header = (
         "Regularizer | Precision | Recall | F1 | Accuracy | 95% CI (accuracy) | n val | n seeds"
-    )
+    ).split(" | ")
+    calibrated = any(row["calibration"]["n_runs"] for row in rows)
+    header += ["ECE", "Brier"] if calibrated else []
     lines += markdown_table(
-        header.split(" | "),
+        header,
         [
             [row["label"]]
             + [percent_mean_std(row[m]) for m in ("precision", "recall", "f1", "accuracy")]
             + [percent_interval(row["accuracy_ci"]), row["n_val"], row["n_seeds"]]
+            + (
+                [number(row["calibration"]["ece"]), number(row["calibration"]["brier"])]
+                if calibrated
+                else []
+            )
             for row in rows
         ],
     )
@@ -455,11 +506,19 @@ def metrics_lines(rows: list[dict], trials: list[dict] = ()) -> list[str]:
             f"95% CI for {', '.join(by_method['wilson'])} (one seed): Wilson score interval "
             "for correct/n val (spread over images only, not over seeds)."
         )
+    if calibrated:
+        lines.append(
+            "ECE (equal-width confidence bins) and Brier: the selected weights on val/, mean "
+            "over the runs that recorded them (summary.json `calibration`; – for older runs)."
+        )
     return lines
 
 
-def comparison_lines(rows: list[dict], comparisons: list[dict]) -> list[str]:
-    lines = ["", "## Each regularizer against `none` (accuracy)", ""]
+def comparison_lines(rows: list[dict], comparisons: list[dict], tested: bool = False) -> list[str]:
+    """The reference rows against `none`; [] when there are none but holdout/kfold runs."""
+    if not rows and tested:
+        return []
+    lines = ["", "## Each regularizer against `none` (best-epoch val accuracy, reference)", ""]
     if not any(row["regularizer"] == "none" for row in rows):
         return lines + ["No completed `none` run: nothing to compare against."]
     if not comparisons:
@@ -549,7 +608,8 @@ def plot_comparison(runs: list[Run], path: Path) -> Figure:
     return fig
 
 
-def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
+def csv_rows(rows: list[dict], comparisons: list[dict], tested: list[dict] = ()) -> list[dict]:
+    """report.csv's lines: the reference rows, then the holdout/kfold rows (module docstring)."""
     by_label = {c["label"]: c for c in comparisons}
     table = []
     for row in rows:
@@ -562,10 +622,15 @@ def csv_rows(rows: list[dict], comparisons: list[dict]) -> list[dict]:
         record["diff_vs_none"] = comparison.get("diff")
         record["diff_ci_low"], record["diff_ci_high"] = comparison.get("ci") or (None, None)
         record["p_value"], record["test"] = comparison.get("p"), comparison.get("test")
-        model, _, (record["lambda_l1"], record["lambda_l2"]), epochs = row["setting"]
+        model, _, strengths, epochs = row["setting"]
+        record["lambda_l1"], record["lambda_l2"], record["alpha"], record["beta"] = strengths
         record["model"], record["epochs"], record["sweep_dir"] = model, epochs, row["sweep"]
-        table.append({key: "" if value is None else value for key, value in record.items()})
-    return table
+        record |= {"protocol": "reference", "n_runs": row["n_seeds"]}
+        record["selection_accuracy_mean"] = row["accuracy"][0]  # chosen on val/, measured there
+        record |= {f"{key}_mean": row["calibration"][key] for key in ("ece", "brier", "nll")}
+        table.append(record)
+    table += csv_records(tested)
+    return [{key: "" if value is None else value for key, value in r.items()} for r in table]
 
 
 def write_report(
@@ -575,12 +640,24 @@ def write_report(
     out_dir: Path,
     header: list[str],
     sweep_dirs: list[Path] = (),
+    tested: tuple[list[dict], list[dict], list[str]] | None = None,
 ) -> Path:
     """report.md, report.csv, comparison.png (and search.png for a λ search) in out_dir;
-    returns the path of report.md."""
+    returns the path of report.md. tested: (rows, comparisons, notes) of the holdout/kfold runs
+    (protocol_report), made from runs when not given."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = weight_statistics_by_regularizer(rows)
-    lines = header + metrics_lines(rows, search_trials(runs)) + comparison_lines(rows, comparisons)
+    tested_rows, tested_comparisons, notes = tested or summarize_and_compare_tested(runs)
+    trials = search_trials(runs)
+    reference_trials = [trial for trial in trials if trial["protocol"] not in TESTED]
+    held_out = bool(tested_rows) or len(trials) > len(reference_trials)
+    lines = header + metrics_lines(rows, reference_trials, held_out)
+    lines += comparison_lines(rows, comparisons, held_out)
+    lines += protocol_lines(
+        tested_rows, tested_comparisons, notes, len(trials) - len(reference_trials)
+    )
+    weights = weight_statistics_by_regularizer(
+        rows + [{**row, "label": f"{row['label']} ({row['protocol']})"} for row in tested_rows]
+    )
     lines += weight_lines(weights) + search_lines(runs, list(sweep_dirs), out_dir)
     lines += problem_lines(runs) + ["", "![comparison](comparison.png)", ""]
     plot_comparison(runs, out_dir / "comparison.png")
@@ -589,19 +666,31 @@ def write_report(
         with open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
-            writer.writerows(csv_rows(rows, comparisons))
+            writer.writerows(csv_rows(rows, comparisons, tested_rows))
 
     atomic_write(out_dir / "report.csv", write_csv)
     atomic_write(out_dir / "report.md", lambda tmp: Path(tmp).write_text("\n".join(lines)))
     return out_dir / "report.md"
 
 
-def summary_table(rows: list[dict], comparisons: list[dict], trials: list[dict] = ()) -> str:
+def summarize_and_compare_tested(runs: list[Run]) -> tuple[list[dict], list[dict], list[str]]:
+    """The holdout/kfold rows, their comparisons against `none` and notes (protocol_report)."""
+    rows, notes = summarize_tested(runs)
+    return rows, compare_tested(rows), notes
+
+
+def summary_table(
+    rows: list[dict], comparisons: list[dict], trials: list[dict] = (), tested: list[dict] = ()
+) -> str:
     """The few numbers people check first, for the terminal. λ-search trials get a line of
-    their own: one run per λ has no seeds to count and no interval."""
+    their own: one run per λ has no seeds to count and no interval. tested: the holdout/kfold
+    rows (with their comparisons), listed after the reference rows by test accuracy."""
     by_label = {c["label"]: c for c in comparisons}
     width = max([12] + [len(row["label"]) for row in rows])
-    lines = [f"{'regularizer':<{width}} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}  p"]
+    lines = []
+    if rows or not tested:
+        header = f"{'regularizer':<{width}} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}"
+        lines.append(header + "  p")
     for row in rows:
         comparison = by_label.get(row["label"])
         diff = percent_points(comparison["diff"]) if comparison else ""
@@ -609,13 +698,14 @@ def summary_table(rows: list[dict], comparisons: list[dict], trials: list[dict] 
         accuracy = percent_mean_std(row["accuracy"])
         line = f"{row['label']:<{width}} {row['n_seeds']:>5}  {accuracy:<15} {diff:>12}  {p_value}"
         lines.append(line.rstrip())
+    lines += summary_lines(tested, width)
     for name in regularizer_order(trial["regularizer"] for trial in trials):
         chosen = [trial for trial in trials if trial["regularizer"] == name]
-        best = chosen[0]  # trials come best first
+        best = chosen[0]  # trials come best first (by the selection accuracy)
+        strengths = (best["lambda_l1"], best["lambda_l2"], best["alpha"], best["beta"])
         lines.append(
             f"{name}: λ search, {len(chosen)} trials (one run per λ: trials, not seeds); best "
-            f"{percent(best['accuracy'])}% at λ1={best['lambda_l1']:.3g}, "
-            f"λ2={best['lambda_l2']:.3g}"
+            f"{trial_summary(best)} at {strength_text(strengths).replace(' ', ', ')}"
         )
     return "\n".join(lines)
 
@@ -647,13 +737,14 @@ def main(argv: list[str] | None = None) -> int:
             run.sweep_dir = next(d for d in sweep_dirs if run.path.is_relative_to(d))
         rows = summarize_by_regularizer(runs)
         comparisons = compare_with_none(rows)
+        tested = summarize_and_compare_tested(runs)
         header = header_lines(runs, sweep_dirs, command, rows)
-        report = write_report(runs, rows, comparisons, out_dir, header, sweep_dirs)
+        report = write_report(runs, rows, comparisons, out_dir, header, sweep_dirs, tested)
     except (UserError, OSError) as error:
         print(f"hymtl-report: error: {error}", file=sys.stderr)
         return 2
     print(report)
-    print(summary_table(rows, comparisons, search_trials(runs)))
+    print(summary_table(rows, comparisons, search_trials(runs), tested[0]))
     return 0
 
 

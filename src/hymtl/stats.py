@@ -1,5 +1,6 @@
 """Small statistics for comparing runs: intervals over seeds or images, the paired t-test over
-seeds, McNemar's test over images, and how hymtl prints them (percent points).
+seeds, McNemar's test over images, the corrected resampled t-test over cross-validation folds,
+and how hymtl prints them (percent points).
 
 hymtl.report and scripts/paired_seeds.py both use these, so their numbers agree."""
 
@@ -36,6 +37,67 @@ def paired_t_test(reference: list[float], other: list[float]) -> dict:
         return {**result, "ci": (diffs[0], diffs[0]), "p": None, "t": None}
     test = stats.ttest_rel(other, reference)
     return {**result, "ci": t_interval(diffs), "p": float(test.pvalue), "t": float(test.statistic)}
+
+
+def corrected_resampled_t_test(
+    reference: list[float], other: list[float], n_train: int, n_test: int
+) -> dict:
+    """Corrected resampled t-test of other - reference over J paired values (folds × split
+    seeds, in the same order in both lists), for the k-fold protocol.
+
+    Nadeau & Bengio (2003), "Inference for the Generalization Error", Machine Learning 52:239-281,
+    in the form of Bouckaert & Frank (2004), "Evaluating the Replicability of Significance Tests
+    for Comparing Learning Algorithms", PAKDD 2004. With d_j = other_j - reference_j:
+
+        d̄ = (1/J)·Σ d_j,   s² = Σ (d_j - d̄)² / (J - 1),
+        t = d̄ / sqrt((1/J + n_test/n_train)·s²),   df = J - 1,
+
+    p two-sided from Student's t with J - 1 degrees of freedom, and the 95% interval
+    d̄ ± t_{0.975, J-1}·sqrt((1/J + n_test/n_train)·s²). The folds share training images, so the
+    d_j are correlated and the plain paired t-test (variance s²/J) is far too confident; the
+    n_test/n_train term is Nadeau & Bengio's correction for that. n_train counts the images a
+    model learned from or was selected with, n_test the images it was tested on (means over the
+    folds are fine: only their ratio enters).
+
+    Returns diff (d̄), n (J), df, ci, t, p and reason. With J < 3 no test is made (p, t, ci None;
+    reason "no test possible: fewer than 3 paired values"); when every d_j is equal, t is
+    undefined (p, t None, ci (d̄, d̄), reason "no variance"), as in paired_t_test."""
+    if len(reference) != len(other):
+        raise ValueError(f"{len(reference)} reference values against {len(other)} others")
+    diffs = [o - r for r, o in zip(reference, other)]
+    j = len(diffs)
+    result = {"diff": statistics.fmean(diffs) if diffs else None, "n": j, "df": j - 1}
+    result |= {"ci": None, "t": None, "p": None, "reason": None}
+    if j < 3:
+        return result | {"reason": "no test possible: fewer than 3 paired values"}
+    if max(diffs) - min(diffs) <= 1e-12:  # equal up to float rounding
+        return result | {"ci": (diffs[0], diffs[0]), "reason": "no variance"}
+    variance = (1 / j + n_test / n_train) * statistics.variance(diffs)
+    se = math.sqrt(variance)
+    t = result["diff"] / se
+    half = stats.t.ppf(0.975, j - 1) * se
+    return result | {
+        "t": float(t),
+        "p": float(2 * stats.t.sf(abs(t), j - 1)),
+        "ci": (float(result["diff"] - half), float(result["diff"] + half)),
+    }
+
+
+def corrected_interval(
+    values: list[float], n_train: int, n_test: int, confidence: float = 0.95
+) -> tuple[float, float] | None:
+    """Interval for the mean of J ≥ 2 resampled accuracies (one per fold × split seed) with the
+    Nadeau & Bengio (2003) correction, as Bouckaert & Frank (2004) use it:
+
+        mean ± t_{(1+confidence)/2, J-1}·sqrt((1/J + n_test/n_train)·s²),
+
+    s² the sample variance (ddof=1), clipped to [0, 1]. None for fewer than 2 values."""
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    se = math.sqrt((1 / len(values) + n_test / n_train) * statistics.variance(values))
+    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * se
+    return max(0.0, float(mean - half)), min(1.0, float(mean + half))
 
 
 def p_text(p: float | None) -> str:
