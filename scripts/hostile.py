@@ -1064,6 +1064,444 @@ def report_on_missing_dir(tmp: Path) -> None:
     expect_absent(missing)
 
 
+# --- 10. outputs of predict and export: never onto a run's files, never over a file unasked ---
+
+
+def export_argv(ckpt: Path, out: Path | None, *extra) -> list[str]:
+    return module("hymtl.export", f"ckpt={ckpt}", *([f"out={out}"] if out else []), *extra)
+
+
+def predict_default_argv(ckpt: Path, inputs: Path, *extra) -> list[str]:
+    """hymtl.predict without out=: its default output folder."""
+    return module("hymtl.predict", f"ckpt={ckpt}", f"inputs={inputs}", *extra)
+
+
+def read_only(folder: Path, argv: list[str]) -> list[str]:
+    """`argv` run where `folder` cannot be written: chmod for a normal user; root writes
+    through permission bits, so for root the command runs in its own mount namespace with
+    `folder` bind-mounted read-only (unshare)."""
+    folder.chmod(0o555)
+    if not os.access(folder, os.W_OK):
+        return argv
+    check(shutil.which("unshare") is not None, "root, and no unshare to make a read-only folder")
+    script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", str(folder), *argv]
+
+
+@case
+def outputs_export_onto_summary_json_refused(tmp: Path) -> None:
+    run_dir = SHARED.copy_of_finished_run(tmp)
+    before = snapshot(run_dir)
+    for extra in ([], ["overwrite=true"]):
+        result = run(export_argv(run_dir / "best.pt", run_dir / "summary.json", *extra), tmp)
+        expect_refusal(result, "hymtl-export", mentions=("summary.json", "overwrite=true"))
+        # the model's name is no run's, but the JSON beside it would be summary.json
+        result = run(export_argv(run_dir / "best.pt", run_dir / "summary.pt", *extra), tmp)
+        expect_refusal(result, "hymtl-export", mentions=(run_dir / "summary.json",))
+    expect_unchanged(before, run_dir)
+
+
+@case
+def outputs_export_onto_last_pt_refused(tmp: Path) -> None:
+    run_dir = SHARED.copy_of_finished_run(tmp)
+    before = snapshot(run_dir)
+    for name in ("last.pt", "best.pt", "predictions.png"):
+        result = run(export_argv(run_dir / "best.pt", run_dir / name, "overwrite=true"), tmp)
+        expect_refusal(result, "hymtl-export", mentions=(run_dir / name, "overwrite=true"))
+    expect_unchanged(before, run_dir)
+
+
+@case
+def outputs_predict_into_run_dir_refused(tmp: Path) -> None:
+    run_dir = SHARED.copy_of_finished_run(tmp)
+    images = images_folder(tmp)
+    before = snapshot(run_dir)
+    for extra in ([], ["overwrite=true"]):
+        result = run(predict(run_dir / "best.pt", images, run_dir, *extra), tmp)
+        expect_refusal(result, "hymtl-predict", mentions=(run_dir / "predictions.png",))
+    expect_unchanged(before, run_dir)
+
+
+@case
+def outputs_two_predict_calls_keep_both(tmp: Path) -> None:
+    run_dir = SHARED.copy_of_finished_run(tmp)
+    images = images_folder(tmp)
+    before = snapshot(run_dir)
+    for _ in range(2):
+        expect_success(run(predict_default_argv(run_dir / "best.pt", images), tmp))
+    added = differences(before, snapshot(run_dir))
+    others = [name for name in added if not name.startswith("+predict/")]
+    check(not others, f"the run dir changed outside predict/: {', '.join(others[:6])}")
+    folders = sorted(path for path in (run_dir / "predict").iterdir())
+    check(len(folders) == 2, f"{len(folders)} folders in predict/ after two calls, expected 2")
+    for folder in folders:
+        check(len(read_predictions(folder)) == 3, f"{folder.name}: not 3 predictions")
+        check((folder / "predictions.png").is_file(), f"{folder.name}: no predictions.png")
+
+
+@case
+def outputs_existing_export_kept_unless_overwrite(tmp: Path) -> None:
+    ckpt = SHARED.finished_run() / "best.pt"
+    out = tmp / "shipped" / "model.pt"
+    expect_success(run(export_argv(ckpt, out), tmp))
+    out.write_bytes(b"the model handed on last week")
+    before = snapshot(out.parent)
+    expect_refusal(run(export_argv(ckpt, out), tmp), "hymtl-export", mentions=(out, "exists"))
+    expect_unchanged(before, out.parent)
+    # a predict out= folder that holds an earlier call's files: kept the same way
+    first = tmp / "first"
+    expect_success(run(predict(ckpt, images_folder(tmp), first), tmp))
+    kept = snapshot(first)
+    again = run(predict(ckpt, tmp / "photos", first), tmp)
+    expect_refusal(again, "hymtl-predict", mentions=("predictions.csv", "overwrite=true"))
+    expect_unchanged(kept, first)
+    expect_success(run(export_argv(ckpt, out, "overwrite=true"), tmp))
+    check(out.read_bytes() != b"the model handed on last week", "overwrite=true kept the file")
+    leftovers = sorted(path.name for path in out.parent.iterdir())
+    check(leftovers == ["model.json", "model.pt"], f"{out.parent.name} holds {leftovers}")
+
+
+@case
+def outputs_read_only_folder_one_line(tmp: Path) -> None:
+    ckpt = SHARED.finished_run() / "best.pt"
+    images = images_folder(tmp)
+    locked = tmp / "locked"
+    locked.mkdir()
+    try:
+        for argv in (
+            export_argv(ckpt, locked / "model.pt"),
+            predict(ckpt, images, locked / "predictions"),
+            export_argv(ckpt, locked / "sub" / "model.pt"),  # a folder that cannot be made
+        ):
+            prog = "hymtl-export" if "hymtl.export" in argv else "hymtl-predict"
+            expect_refusal(run(read_only(locked, argv), tmp), prog, mentions=(locked,))
+    finally:
+        locked.chmod(0o755)
+    check(not any(locked.iterdir()), f"{locked.name} got {sorted(locked.iterdir())}")
+
+
+@case
+def outputs_directory_or_file_where_the_other_is_expected(tmp: Path) -> None:
+    ckpt = SHARED.finished_run() / "best.pt"
+    folder = tmp / "a-folder"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("mine\n")
+    notes = tmp / "notes.txt"
+    notes.write_text("not a folder\n")
+    images = images_folder(tmp)
+    before = snapshot(tmp)
+    for out in (folder, notes / "model.pt"):  # export: a file is expected
+        result = run(export_argv(ckpt, out, "overwrite=true"), tmp)
+        expect_refusal(result, "hymtl-export", mentions=(out,))
+    for out in (notes, notes / "sub"):  # predict: a folder is expected
+        result = run(predict(ckpt, images, out, "overwrite=true"), tmp)
+        expect_refusal(result, "hymtl-predict", mentions=(out,))
+    expect_unchanged(before, tmp)
+
+
+# --- 11. the data a run trained on, and where its files go ----------------------------------
+
+
+def run_on_own_data(tmp: Path, *overrides) -> tuple[Path, Path]:
+    """A finished 1-epoch run on a data folder of the case's own, which the case may change."""
+    data, run_dir = toy_data(tmp), tmp / "run"
+    expect_success(run(train(data, run_dir, *overrides), tmp))
+    return data, run_dir
+
+
+@case
+def datachange_resume_after_an_image_was_removed(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp)
+    (data / "train" / "ants" / "ants_0.jpg").unlink()
+    mentions = ("1 removed", "train/ants/ants_0.jpg", "resume_allow_data_change=true")
+    expect_resume_refused(tmp, run_dir, "epochs=2", mentions=mentions)
+
+
+@case
+def datachange_resume_after_an_image_was_edited_at_the_same_size(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp)
+    image = data / "val" / "bees" / "bees_1.jpg"
+    content = bytearray(image.read_bytes())
+    content[-3] ^= 0xFF  # same size, other bytes: another image as far as training goes
+    image.write_bytes(bytes(content))
+    expect_resume_refused(tmp, run_dir, "epochs=2", mentions=("1 changed", "bees_1.jpg"))
+
+
+@case
+def datachange_resume_after_a_class_folder_was_renamed(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp)
+    for split in ("train", "val"):
+        (data / split / "bees").rename(data / split / "wasps")
+    extra = ("epochs=2", "resume_allow_data_change=true")
+    expect_resume_refused(tmp, run_dir, *extra, mentions=("class folders changed", "wasps"))
+
+
+@case
+def datachange_resume_after_a_class_was_added(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp)
+    for split in ("train", "val"):
+        shutil.copytree(data / split / "bees", data / split / "wasps")
+    expect_resume_refused(tmp, run_dir, "epochs=2", mentions=("class folders changed",))
+
+
+@case
+def datachange_allowed_resume_is_recorded(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp)
+    (data / "train" / "ants" / "ants_0.jpg").unlink()
+    argv = module("hymtl.train", f"resume={run_dir}", "epochs=2", "resume_allow_data_change=true")
+    expect_success(run(argv, tmp))
+    found = expect_status(run_dir, "completed")
+    changes = found.get("data_changes")
+    check(
+        changes == [{"after_epoch": 1, "change": "1 removed (e.g. train/ants/ants_0.jpg)"}],
+        f"summary.json data_changes is {changes}",
+    )
+    check(found.get("n_train") == N_TRAIN - 1, f"n_train {found.get('n_train')}")
+
+
+@case
+def datachange_allowed_resume_refused_when_a_test_set_would_change(tmp: Path) -> None:
+    data, run_dir = run_on_own_data(tmp, "evaluation=holdout")
+    shutil.copyfile(data / "val" / "ants" / "ants_0.jpg", data / "val" / "ants" / "extra.jpg")
+    extra = ("epochs=2", "resume_allow_data_change=true")
+    expect_resume_refused(tmp, run_dir, *extra, mentions=("evaluation=holdout", "test set"))
+
+
+@case
+def datachange_sweep_rerun_on_other_data_keeps_no_job(tmp: Path) -> None:
+    data, sweep_dir = toy_data(tmp), tmp / "sweep"
+    command = train(data, None, "seed=0", f"hydra.sweep.dir={sweep_dir}", sweep=True)
+    expect_success(run(command, tmp))
+    before = snapshot(sweep_dir / "0")
+    shutil.copyfile(data / "train" / "bees" / "bees_0.jpg", data / "train" / "bees" / "new.jpg")
+    expect_refusal(run(command, tmp), mentions=("other data", "hydra.sweep.dir="))
+    expect_unchanged(before, sweep_dir / "0")
+
+
+@case
+def inside_run_dir_inside_the_data_root(tmp: Path) -> None:
+    data = toy_data(tmp)
+    before = snapshot(data)
+    run_dir = data / "train" / "ants" / "run"
+    expect_refusal(run(train(data, run_dir), tmp), mentions=("inside data.root",))
+    expect_unchanged(before, data)
+
+
+@case
+def inside_data_root_inside_the_run_dir(tmp: Path) -> None:
+    run_dir = tmp / "run"
+    data = toy_data(run_dir)
+    before = snapshot(run_dir)
+    expect_refusal(run(train(data, run_dir), tmp), mentions=("inside the run dir",))
+    expect_unchanged(before, run_dir)
+
+
+@case
+def inside_sweep_dir_inside_the_data_root(tmp: Path) -> None:
+    data = toy_data(tmp)
+    before = snapshot(data)
+    sweep_dir = data / "val" / "sweep"
+    command = train(data, None, "seed=0,1", f"hydra.sweep.dir={sweep_dir}", sweep=True)
+    expect_refusal(run(command, tmp), mentions=("inside data.root",))
+    expect_unchanged(before, data)
+
+
+# --- special files: FIFOs, devices and sockets among the images (never opened) ---------------
+
+SPECIAL_TIMEOUT_S = 240  # a FIFO that is opened blocks for ever: the run must end before this
+
+
+def expect_skips_named(result: Result, found: dict | None, skips: dict[str, str]) -> None:
+    """The one skip warning names each file of `skips` (name -> start of its reason), and so
+    does summary.json's skipped_files (when `found` is a run's summary)."""
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "unusable file(s): " in line]
+    check(len(lines) == 1, f"{len(lines)} skip warnings, expected 1: {tail(output)}")
+    for name, why in skips.items():
+        check(f"/{name}: {why}" in lines[0], f"the warning lacks {name}: {why}: {lines[0]}")
+    if found is not None:
+        listed = {Path(s["path"]).name: s["reason"] for s in found.get("skipped_files") or []}
+        for name, why in skips.items():
+            check(listed.get(name, "").startswith(why), f"skipped_files lacks {name}: {listed}")
+
+
+def train_with_special_files(tmp: Path, make: Callable[[Path], dict[str, str]]) -> None:
+    """Special files made in the toy data by `make` (-> name: reason) are skipped and named;
+    the run completes on the same images as without them."""
+    data = toy_data(tmp)
+    skips = make(data)
+    run_dir = tmp / "run"
+    result = run(train(data, run_dir), tmp, timeout=SPECIAL_TIMEOUT_S)
+    expect_success(result)
+    found = expect_status(run_dir, "completed")
+    expect_counts(found)
+    expect_skips_named(result, found, skips)
+
+
+@case
+def special_fifo_in_class_folders(tmp: Path) -> None:
+    def make(data: Path) -> dict[str, str]:
+        os.mkfifo(data / "train" / "ants" / "stuck.jpg")
+        os.mkfifo(data / "val" / "bees" / "pipe")
+        return {"stuck.jpg": "not a regular file (a FIFO)", "pipe": "not a regular file (a FIFO)"}
+
+    train_with_special_files(tmp, make)
+
+
+@case
+def special_symlinks_to_dev_zero_and_dev_null(tmp: Path) -> None:
+    def make(data: Path) -> dict[str, str]:
+        os.symlink("/dev/zero", data / "train" / "ants" / "zero.jpg")
+        os.symlink("/dev/null", data / "train" / "bees" / "null.jpg")
+        why = "not a regular file (a symlink to a character device"
+        return {"zero.jpg": why, "null.jpg": why}
+
+    train_with_special_files(tmp, make)
+
+
+@case
+def special_socket_in_class_folder(tmp: Path) -> None:
+    import socket
+
+    server = socket.socket(socket.AF_UNIX)
+    try:
+
+        def make(data: Path) -> dict[str, str]:
+            server.bind(str(data / "val" / "ants" / "s.jpg"))  # a listening socket, as files go
+            return {"s.jpg": "not a regular file (a socket)"}
+
+        train_with_special_files(tmp, make)
+    finally:
+        server.close()
+
+
+@case
+def special_fifo_among_predict_inputs(tmp: Path) -> None:
+    folder = images_folder(tmp)
+    os.mkfifo(folder / "camera.jpg")
+    out = tmp / "out"
+    ckpt = SHARED.finished_run() / "best.pt"
+    result = run(predict(ckpt, folder, out), tmp, timeout=SPECIAL_TIMEOUT_S)
+    expect_success(result)
+    rows = read_predictions(out)
+    check(len(rows) == 3, f"{len(rows)} predictions, expected 3")
+    expect_skips_named(result, None, {"camera.jpg": "not a regular file (a FIFO)"})
+
+
+@case
+def special_fifo_in_evaluate_data(tmp: Path) -> None:
+    data = Path(shutil.copytree(SHARED.data(), tmp / "data"))
+    os.mkfifo(data / "val" / "ants" / "stuck.jpg")
+    out = tmp / "out"
+    ckpt = SHARED.finished_run() / "best.pt"
+    result = run(evaluate(ckpt, data, out), tmp, timeout=SPECIAL_TIMEOUT_S)
+    expect_success(result)
+    reports = sorted(out.glob("evaluation-*.json"))
+    check(len(reports) == 1, f"{len(reports)} evaluation-*.json files, expected 1")
+    expect_skips_named(result, None, {"stuck.jpg": "not a regular file (a FIFO)"})
+
+
+# --- pictures: no name, class count or taken path turns a trained run into `failed` ----------
+
+PICTURES = ("curves.png", "confusion_matrix.png", "predictions.png", "errors.png")
+
+
+def expect_pictures(run_dir: Path, names=PICTURES + ("calibration.png",)) -> None:
+    for name in names:
+        path = run_dir / name
+        check(path.is_file() and path.stat().st_size > 0, f"{name} missing or empty")
+        check(path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{name} is not a PNG")
+
+
+def expect_drawn(result: Result, found: dict) -> None:
+    """No picture-failure warning, and summary.json lists no failed picture."""
+    output = result.stdout + result.stderr
+    check("could not draw" not in output, f"a picture failed: {tail(output)}")
+    check(found.get("plots_failed") == [], f"plots_failed is {found.get('plots_failed')}")
+
+
+@case
+def plots_class_folders_named_like_mathtext(tmp: Path) -> None:
+    """`$x^2$` would be drawn as a formula, `$x_$` made mathtext raise after training."""
+    data = toy_data(tmp)
+    names = {"ants": "$x^2$", "bees": "$x_$"}
+    for split in ("train", "val"):
+        for old, new in names.items():
+            (data / split / old).rename(data / split / new)
+    run_dir = tmp / "run"
+    result = run(train(data, run_dir), tmp)
+    expect_success(result)
+    found = expect_status(run_dir, "completed")
+    expect_counts(found, classes=sorted(names.values()))
+    expect_pictures(run_dir)
+    expect_drawn(result, found)
+
+
+@case
+def plots_matplotlibrc_asking_for_latex(tmp: Path) -> None:
+    """A matplotlibrc in the working directory (matplotlib reads it) with text.usetex: True,
+    on a machine that may have no LaTeX: the pictures are drawn without it."""
+    (tmp / "matplotlibrc").write_text("text.usetex: True\n")
+    run_dir = tmp / "run"
+    result = run(train(SHARED.data(), run_dir), tmp)
+    expect_success(result)
+    found = expect_status(run_dir, "completed")
+    expect_counts(found)
+    expect_pictures(run_dir)
+    expect_drawn(result, found)
+
+
+@case
+def plots_forty_tiny_classes(tmp: Path) -> None:
+    from hymtl.toydata import write_class_images
+
+    names = [f"class_{index:02}" for index in range(40)]
+    write_class_images(tmp / "data" / "train", classes=names, per_class=2, seed=1)
+    write_class_images(tmp / "data" / "val", classes=names, per_class=1, seed=2)
+    run_dir = tmp / "run"
+    started = time.monotonic()
+    result = run(train(tmp / "data", run_dir), tmp)
+    expect_success(result)
+    found = expect_status(run_dir, "completed")
+    expect_counts(found, n_train=80, n_val=40, classes=names)
+    expect_pictures(run_dir)
+    expect_drawn(result, found)
+    with Image.open(run_dir / "confusion_matrix.png") as image:
+        check(max(image.size) <= 1600, f"confusion_matrix.png is {image.size} pixels")
+    seconds = time.monotonic() - started
+    check(seconds < TIMEOUT_S / 2, f"the 40-class run took {seconds:.0f}s")
+
+
+@case
+def plots_picture_path_taken_during_the_run(tmp: Path) -> None:
+    """curves.png made a directory once the run has claimed its dir (split.csv is written):
+    that one picture is a warning, the others are drawn, the run completes."""
+    run_dir = tmp / "run"
+    training = Background(train(SHARED.data(), run_dir, epochs=2), tmp)
+    try:
+        training.wait_until(lambda: (run_dir / "split.csv").exists(), "a split.csv")
+        try:
+            (run_dir / "curves.png").mkdir()
+        except FileExistsError:
+            raise Broken("the run drew curves.png before the case could take its path") from None
+        result = training.finish()
+    finally:
+        training.stop()
+    expect_success(result)
+    found = expect_status(run_dir, "completed")
+    expect_counts(found)
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if "could not draw" in line]
+    check(
+        len(lines) == 1 and "could not draw curves.png (IsADirectoryError" in lines[0],
+        f"expected one warning naming curves.png, got {lines}",
+    )
+    failed = [entry.get("file") for entry in found.get("plots_failed") or []]
+    check(failed == ["curves.png"], f"plots_failed names {failed}, expected ['curves.png']")
+    check((run_dir / "curves.png").is_dir(), "the directory at curves.png was not left alone")
+    expect_pictures(run_dir, names=PICTURES[1:] + ("calibration.png",))
+
+
 # --- running the suite -----------------------------------------------------------------------
 
 

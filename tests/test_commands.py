@@ -2,6 +2,7 @@
 keys, and no trace of Hydra in the working directory."""
 
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -9,9 +10,10 @@ import sys
 import pytest
 import torch
 
+from hymtl import UserError
 from hymtl import predict as predict_cli
 from hymtl.artifacts import save_checkpoint
-from hymtl.command_app import hydra_quoted, literal_values
+from hymtl.command_app import hydra_quoted, literal_values, write_outputs
 from hymtl.models import build_model
 
 from .conftest import write_class_images
@@ -52,6 +54,12 @@ def predicted(csv_path):
         return {row["file"]: row["predicted"] for row in csv.DictReader(handle)}
 
 
+def default_output(ckpt):
+    """The predictions.csv of the one call that wrote RUN_DIR/predict/<time>/."""
+    [folder] = (ckpt.parent / "predict").iterdir()
+    return folder / "predictions.csv"
+
+
 def test_a_sweep_over_checkpoints_writes_one_prediction_per_run(tmp_path):
     ckpt_a, ckpt_b = write_run(tmp_path / "run_a", 0), write_run(tmp_path / "run_b", 1)
     images = tmp_path / "images"
@@ -65,7 +73,7 @@ def test_a_sweep_over_checkpoints_writes_one_prediction_per_run(tmp_path):
     for ckpt in (ckpt_a, ckpt_b):
         single = tmp_path / f"single_{ckpt.parent.name}"
         assert predict_cli.main([f"ckpt={ckpt}", f"inputs={images}", f"out={single}"]) == 0
-        swept = predicted(ckpt.parent / "predict" / "predictions.csv")
+        swept = predicted(default_output(ckpt))
         assert len(swept) == 4 and swept == predicted(single / "predictions.csv")
     assert sweep.stdout.count("4 predictions -> ") == 2
     assert list(workdir.iterdir()) == []  # no outputs/, multirun/, .hydra/ or log file here
@@ -87,13 +95,25 @@ def test_a_failed_job_of_a_sweep_is_one_line_and_the_others_run(tmp_path):
         f"hymtl-predict: error: job 0 (ckpt={missing} inputs={images}): ckpt={missing} does not "
         "exist; pass ckpt=RUN_DIR/best.pt"
     )
-    assert len(predicted(ckpt.parent / "predict" / "predictions.csv")) == 2
+    assert len(predicted(default_output(ckpt))) == 2
+
+
+def test_jobs_of_a_sweep_over_one_checkpoint_keep_each_output(tmp_path):
+    ckpt = write_run(tmp_path / "run", 0)
+    images = tmp_path / "images"
+    write_class_images(images, per_class=1, seed=3)
+    args = ["-m", f"ckpt={ckpt}", f"inputs={images}", "batch_size=1,2"]
+    result = hymtl("predict", *args, cwd=tmp_path, cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stderr
+    folders = sorted((ckpt.parent / "predict").iterdir())
+    assert len(folders) == 2  # before: the second job replaced the first one's files
+    assert [len(predicted(folder / "predictions.csv")) for folder in folders] == [2, 2]
 
 
 @pytest.mark.parametrize(
     "program, typed, expected",
     [
-        ("predict", "", "batch_size= ckpt= device= hydra hydra. inputs= out="),
+        ("predict", "", "batch_size= ckpt= device= hydra hydra. inputs= out= overwrite="),
         ("predict", "ckpt=x.pt dev", "device="),
         ("evaluate", "ckpt=x.pt data.", "data.root="),
         ("evaluate", "sp", "split="),
@@ -170,3 +190,36 @@ def test_a_sweeps_bad_job_is_one_line_before_any_job_runs(sweep, expected, capsy
     captured = capsys.readouterr()
     assert captured.err.strip() == f"hymtl-predict: error: {expected}"
     assert "Launching" not in captured.err + captured.out
+
+
+def test_an_os_error_while_writing_is_one_line_and_leaves_nothing(tmp_path):
+    def disk_full(path):
+        with open(path, "w") as handle:
+            handle.write("half")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    writers = {
+        tmp_path / "a.csv": lambda path: open(path, "w").close(),
+        tmp_path / "b.png": disk_full,
+    }
+    with pytest.raises(UserError) as refused:
+        write_outputs(writers, overwrite=False)
+    assert str(refused.value) == f"cannot write {tmp_path / 'b.png'}: No space left on device"
+    assert list(tmp_path.iterdir()) == []  # neither file, no temporary file
+
+
+def test_a_file_that_appears_while_writing_is_kept(tmp_path):
+    first, second = tmp_path / "predictions.csv", tmp_path / "predictions.png"
+
+    def racing(path):  # another process writes the same name meanwhile
+        second.write_text("theirs")
+        open(path, "w").close()
+
+    with pytest.raises(UserError) as refused:
+        write_outputs({first: lambda path: open(path, "w").close(), second: racing}, False)
+    assert str(refused.value).startswith(f"{second} appeared while it was being written and is")
+    assert [p.name for p in tmp_path.iterdir()] == ["predictions.png"]
+    assert second.read_text() == "theirs"
+    write_outputs({first: lambda path: open(path, "w").close(), second: racing}, True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predictions.csv", "predictions.png"]
+    assert second.read_text() == ""  # overwrite=true: this call's file

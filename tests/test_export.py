@@ -2,7 +2,10 @@
 how."""
 
 import csv
+import hashlib
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -155,3 +158,139 @@ def test_export_to_onnx_then_predict_from_the_command_line(checkpoint, tmp_path)
     assert len(rows) == 4
     for a, b in zip(rows, expected):
         assert float(a["p_bees"]) == pytest.approx(float(b["p_bees"]), abs=1e-4)
+
+
+# ---- where export writes -------------------------------------------------------------------
+
+
+def hashes(folder):
+    """Every file under `folder` (hidden ones too) and its SHA-256."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def error_line(capsys):
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("hymtl-export: error: ")
+    return line.removeprefix("hymtl-export: error: ")
+
+
+@pytest.fixture
+def run_dir(checkpoint):
+    """The checkpoint's folder dressed as a finished run."""
+    run_dir = checkpoint.parent
+    (run_dir / "summary.json").write_text('{"status": "completed"}\n')
+    shutil.copyfile(checkpoint, run_dir / "last.pt")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("epochs: 1\n")
+    return run_dir
+
+
+RUN_OWNED = "belongs to the run in {run}, and no other command replaces a run's files (not even "
+RUN_OWNED += "with overwrite=true); choose another out="
+
+
+@pytest.mark.parametrize("overwrite", [[], ["overwrite=true"]])
+@pytest.mark.parametrize(
+    "out, expected",
+    [
+        ("summary.json", "{run}/summary.json " + RUN_OWNED),
+        ("last.pt", "{run}/last.pt " + RUN_OWNED),
+        ("best.pt", "{run}/best.pt " + RUN_OWNED),  # the checkpoint being read, too
+        ("summary.pt", "out={run}/summary.pt: {run}/summary.json " + RUN_OWNED),  # JSON beside
+        (".hydra", "{run}/.hydra " + RUN_OWNED),
+        ("predictions.png", "{run}/predictions.png " + RUN_OWNED),  # though the run has none yet
+    ],
+)
+def test_export_never_writes_a_runs_files(out, expected, overwrite, run_dir, capsys):
+    before = hashes(run_dir)
+    assert export_cli.main([f"ckpt={run_dir / 'best.pt'}", f"out={run_dir / out}", *overwrite]) == 2
+    assert error_line(capsys) == expected.format(run=run_dir)
+    assert hashes(run_dir) == before
+
+
+def test_an_existing_export_is_kept_unless_overwrite(run_dir, capsys):
+    ckpt = run_dir / "best.pt"
+    assert export_cli.main([f"ckpt={ckpt}"]) == 0
+    exported = run_dir / "export" / "model.torchscript.pt"
+    assert sorted(p.name for p in exported.parent.iterdir()) == [
+        "model.torchscript.json",
+        "model.torchscript.pt",
+    ]
+    exported.write_bytes(b"a model exported earlier, handed on since")
+    before = hashes(run_dir)
+    capsys.readouterr()
+    assert export_cli.main([f"ckpt={ckpt}"]) == 2
+    assert error_line(capsys) == (
+        f"{exported} exists; choose another out=, or add overwrite=true to replace it"
+    )
+    assert hashes(run_dir) == before
+    exported.unlink()  # the model alone is gone: its JSON is still there, and kept
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 2
+    assert error_line(capsys) == (
+        f"out={exported}: {exported.with_suffix('.json')} exists; choose another out=, or add "
+        "overwrite=true to replace it"
+    )
+    assert export_cli.main([f"ckpt={ckpt}", "overwrite=true"]) == 0
+    assert load_trained_model(exported, "cpu").classes == ["ants", "bees"]
+    assert sorted(p.name for p in exported.parent.iterdir()) == [  # no temporary file left
+        "model.torchscript.json",
+        "model.torchscript.pt",
+    ]
+
+
+def test_export_onto_the_checkpoint_it_reads_is_refused(tmp_path, checkpoint, capsys):
+    own = tmp_path / "mine.pt"  # a checkpoint outside any run: no run's names to protect
+    shutil.copyfile(checkpoint, own)
+    before = own.read_bytes()
+    assert export_cli.main([f"ckpt={own}", f"out={own}", "overwrite=true"]) == 2
+    assert error_line(capsys) == f"{own} is the checkpoint being read; choose another out="
+    assert own.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("a folder", "{out} is a folder, not a file; choose another out="),
+        ("under a file", "out={out}: {tmp}/notes.txt is a file, not a folder"),
+        ("a .json name", "out={out}: .json is the name of the metadata beside it"),
+        ("an exported model", "ckpt={ckpt} is a model hymtl export wrote; export the run's"),
+    ],
+)
+def test_an_out_that_cannot_be_written_is_one_line(kind, expected, checkpoint, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("not a folder\n")
+    ckpt = checkpoint
+    if kind == "a folder":
+        out = tmp_path / "folder"
+        out.mkdir()
+    elif kind == "under a file":
+        out = tmp_path / "notes.txt" / "model.pt"
+    elif kind == "a .json name":
+        out = tmp_path / "model.json"
+    else:
+        ckpt = tmp_path / "exported.pt"
+        assert export_cli.main([f"ckpt={checkpoint}", f"out={ckpt}"]) == 0
+        capsys.readouterr()
+        out = tmp_path / "again.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={out}", "overwrite=true"]) == 2
+    assert error_line(capsys).startswith(expected.format(out=out, tmp=tmp_path, ckpt=ckpt))
+    assert (tmp_path / "notes.txt").read_text() == "not a folder\n"
+    assert not out.with_suffix(".pt").exists() and not out.with_suffix(".json").is_file()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_export_into_a_read_only_folder_is_one_line(checkpoint, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        assert export_cli.main([f"ckpt={checkpoint}", f"out={locked / 'model.pt'}"]) == 2
+    finally:
+        locked.chmod(0o755)
+    assert error_line(capsys) == f"out={locked / 'model.pt'}: cannot write in {locked}: " + (
+        "permission denied"
+    )
+    assert list(locked.iterdir()) == []

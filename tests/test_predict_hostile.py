@@ -5,6 +5,7 @@ The checkpoint is built without training (an untrained ResNet-18 saved the way h
 one): these tests check what is read and skipped, not what is predicted."""
 
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -247,7 +248,8 @@ def test_predict_skips_what_training_skips(checkpoint, tmp_path, caplog, capsys)
     with caplog.at_level(logging.WARNING):
         code = predict_cli.main([f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}"])
     assert code == 0
-    rows = read_predictions(checkpoint.parent / "predict" / "predictions.csv")
+    [out] = (checkpoint.parent / "predict").iterdir()  # RUN_DIR/predict/<time>/
+    rows = read_predictions(out / "predictions.csv")
     assert sorted(row["file"] for row in rows) == photos
     assert {row["predicted"] for row in rows} <= set(CLASSES)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -274,7 +276,7 @@ def test_predict_names_that_are_not_utf8(weights, tmp_path, capsys):
     write_class_images(inputs, classes=("ants",), per_class=2, seed=6)
     shutil.copyfile(inputs / "ants" / "ants_0.jpg", os.path.join(os.fsencode(inputs), b"\xff.jpg"))
     assert predict_cli.main([f"ckpt={checkpoint}", f"inputs={inputs}"]) == 0
-    out = checkpoint.parent / "predict"
+    [out] = (checkpoint.parent / "predict").iterdir()
     rows = read_predictions(out / "predictions.csv")
     assert [row["file"] for row in rows] == [
         f"{inputs}/\\xff.jpg",
@@ -284,8 +286,130 @@ def test_predict_names_that_are_not_utf8(weights, tmp_path, capsys):
     assert rows[0]["predicted"] == rows[1]["predicted"]  # the same pixels, the same answer
     assert (out / "predictions.png").stat().st_size > 1000
     printed = capsys.readouterr().out
-    assert f"{tmp_path}/run\\xe9/predict/predictions.csv" in printed
+    assert f"{tmp_path}/run\\xe9/predict/{out.name}/predictions.csv" in printed
     printed.encode("utf-8")  # a UTF-8 terminal can show it
+
+
+# ---- where predict writes ------------------------------------------------------------------
+
+
+def hashes(folder: Path) -> dict[str, str]:
+    """Every file under `folder` (hidden ones too) and its SHA-256."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def make_run_dir(checkpoint: Path) -> Path:
+    """The checkpoint's folder dressed as a finished run: summary.json, last.pt, .hydra/ and
+    the run's own predictions.png."""
+    run_dir = checkpoint.parent
+    (run_dir / "summary.json").write_text('{"status": "completed"}\n')
+    shutil.copyfile(checkpoint, run_dir / "last.pt")
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("epochs: 1\n")
+    (run_dir / "predictions.png").write_bytes(b"the run's own grid of val images")
+    return run_dir
+
+
+@pytest.mark.parametrize("overwrite", [[], ["overwrite=true"]])
+def test_predict_never_writes_into_a_run_dir(overwrite, checkpoint, tmp_path, capsys):
+    run_dir = make_run_dir(checkpoint)
+    write_class_images(tmp_path / "inputs", per_class=1, seed=4)
+    before = hashes(run_dir)
+    args = [f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}", f"out={run_dir}", *overwrite]
+    assert predict_cli.main(args) == 2
+    assert error_line(capsys, "predict") == (
+        f"out={run_dir}: {run_dir}/predictions.png belongs to the run in {run_dir}, and no other "
+        "command replaces a run's files (not even with overwrite=true); choose another out= "
+        f"(without out=, a new folder per call in {run_dir}/predict/)"
+    )
+    assert hashes(run_dir) == before
+
+
+def test_two_predict_calls_keep_both_outputs(checkpoint, tmp_path, capsys):
+    run_dir = make_run_dir(checkpoint)
+    write_class_images(tmp_path / "inputs", per_class=1, seed=4)
+    before = hashes(run_dir)
+    args = [f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}"]
+    assert predict_cli.main(args) == 0
+    assert predict_cli.main(args) == 0
+    folders = sorted((run_dir / "predict").iterdir())
+    assert [bool(re.fullmatch(r"\d{8}-\d{6}-\d{6}", f.name)) for f in folders] == [True, True]
+    for folder in folders:
+        assert sorted(p.name for p in folder.iterdir()) == ["predictions.csv", "predictions.png"]
+        assert len(read_predictions(folder / "predictions.csv")) == 2
+    printed = capsys.readouterr().out.splitlines()
+    assert [f"{folder}/predictions.csv" in line for line, folder in zip(printed, folders)] == [
+        True,
+        True,
+    ]
+    after = hashes(run_dir)
+    assert {name: after[name] for name in before} == before  # only predict/ was added
+
+
+def test_predict_out_that_holds_predictions_is_kept_unless_overwrite(checkpoint, tmp_path, capsys):
+    write_class_images(tmp_path / "inputs", per_class=1, seed=4)
+    out = tmp_path / "out"
+    args = [f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}", f"out={out}"]
+    assert predict_cli.main(args) == 0
+    (out / "predictions.csv").write_text("an earlier call's answers\n")
+    before = hashes(out)
+    capsys.readouterr()
+    assert predict_cli.main(args) == 2
+    assert error_line(capsys, "predict") == (
+        f"out={out}: {out}/predictions.csv exists; choose another out= (without out=, a new "
+        f"folder per call in {checkpoint.parent}/predict/), or add overwrite=true to replace it"
+    )
+    assert hashes(out) == before
+    assert predict_cli.main([*args, "overwrite=true"]) == 0
+    assert len(read_predictions(out / "predictions.csv")) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["predictions.csv", "predictions.png"]
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("a file", "out={out} is a file; give a folder"),
+        ("a folder under a file", "out={out}: {parent} is a file, not a folder"),
+        ("a folder whose csv name is a folder", "out={out}: {out}/predictions.csv is a folder"),
+    ],
+)
+def test_predict_out_that_cannot_be_written_is_one_line(
+    kind, expected, checkpoint, tmp_path, capsys
+):
+    parent = tmp_path / "notes.txt"
+    parent.write_text("not a folder\n")
+    if kind == "a file":
+        out = parent
+    elif kind == "a folder under a file":
+        out = parent / "predictions"
+    else:
+        out = tmp_path / "out"
+        (out / "predictions.csv").mkdir(parents=True)
+    args = [f"ckpt={checkpoint}", f"inputs={tmp_path}", f"out={out}"]
+    assert predict_cli.main(args) == 2
+    assert error_line(capsys, "predict").startswith(expected.format(out=out, parent=parent))
+    assert parent.read_text() == "not a folder\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder")
+def test_predict_into_a_read_only_folder_is_one_line(checkpoint, tmp_path, capsys):
+    write_class_images(tmp_path / "inputs", per_class=1, seed=4)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        args = [f"ckpt={checkpoint}", f"inputs={tmp_path / 'inputs'}", f"out={locked / 'p'}"]
+        assert predict_cli.main(args) == 2
+    finally:
+        locked.chmod(0o755)
+    assert error_line(capsys, "predict") == (
+        f"out={locked / 'p'}: cannot write in {locked}: permission denied"
+    )
+    assert list(locked.iterdir()) == []
 
 
 # ---- evaluate ------------------------------------------------------------------------------
@@ -309,3 +433,11 @@ def test_evaluate_keeps_every_report(checkpoint, image_root, tmp_path, caplog, c
     assert sorted(line.rsplit("/", 1)[-1] for line in printed) == reports
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and "imageNotFound.gif: fewer than 64 colours" in warnings[0]
+
+
+def test_evaluate_out_that_is_a_file_is_one_line_before_any_work(checkpoint, image_root, tmp_path):
+    taken = tmp_path / "report.json"
+    taken.write_text("mine")
+    args = [f"ckpt={checkpoint}", f"data.root={image_root}", f"out={taken}"]
+    assert evaluate_cli.main(args) == 2
+    assert taken.read_text() == "mine"

@@ -265,8 +265,25 @@ def data_fingerprint(splits) -> str:
 def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> None:
     """Curves over all epochs; every per-image picture (confusion matrix, prediction grid, error
     gallery, reliability diagram) from the selected (best.pt) weights on the reported images:
-    `reported` = (name, dataset, evaluation), the test images where there are some, else val."""
-    plot_curves(rows, run_dir / "curves.png", run_name)
+    `reported` = (name, dataset, evaluation), the test images where there are some, else val.
+
+    Training is over when this runs: a picture that cannot be drawn (an unwritable path, a
+    matplotlib error) is one warning naming it and why, and an entry of summary["plots_failed"]
+    ({"file", "reason"}); the other pictures are still drawn and the run still completes."""
+    import logging  # here, not at the top: this function alone logs in this module
+
+    log = logging.getLogger("hymtl.artifacts")
+    failed = summary["plots_failed"] = []
+
+    def draw(file_name: str, picture) -> None:
+        try:
+            picture(run_dir / file_name)
+        except Exception as error:  # never KeyboardInterrupt: Ctrl-C still interrupts the run
+            reason = " ".join(f"{type(error).__name__}: {error}".split())[:300]
+            log.warning("could not draw %s (%s); the run completes without it", file_name, reason)
+            failed.append({"file": file_name, "reason": reason})
+
+    draw("curves.png", lambda path: plot_curves(rows, path, run_name))
     name, dataset, result = reported
     metrics = summary["test" if name == "test" else "best_model"]
     epoch = f"epoch {summary['best_epoch']} of {len(rows)}"
@@ -276,18 +293,31 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
         )
     else:
         which = f"val, best {epoch} (chosen on val) (acc {metrics['accuracy']:.4f})"
-    plot_confusion_matrix(
-        metrics["confusion_matrix"], summary["classes"], run_dir / "confusion_matrix.png", which
+    classes = summary["classes"]
+    draw(
+        "confusion_matrix.png",
+        lambda path: plot_confusion_matrix(metrics["confusion_matrix"], classes, path, which),
     )
-    grid = (dataset, summary["classes"], result)
+    grid = (dataset, classes, result)
     mean, std = cfg.data.mean, cfg.data.std
-    title = f"{name} predictions, {which} (red = wrong) · {run_name}"
-    write_prediction_grid(*grid, cfg.grid_images, mean, std, run_dir / "predictions.png", title)
-    title = f"{name} errors, {which} · {run_name}"
-    write_prediction_grid(*grid, 8, mean, std, run_dir / "errors.png", title, errors_only=True)
+    grid_title = f"{name} predictions, {which} (red = wrong) · {run_name}"
+    draw(
+        "predictions.png",
+        lambda path: write_prediction_grid(*grid, cfg.grid_images, mean, std, path, grid_title),
+    )
+    errors_title = f"{name} errors, {which} · {run_name}"
+    draw(
+        "errors.png",
+        lambda path: write_prediction_grid(
+            *grid, 8, mean, std, path, errors_title, errors_only=True
+        ),
+    )
     if summary.get("calibration"):
-        title = f"calibration: {which}\n{run_name}"
-        plot_reliability(summary["calibration"], run_dir / "calibration.png", title)
+        calibration_title = f"calibration: {which}\n{run_name}"
+        draw(
+            "calibration.png",
+            lambda path: plot_reliability(summary["calibration"], path, calibration_title),
+        )
 
 
 def check_run_dir(

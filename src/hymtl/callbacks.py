@@ -28,17 +28,29 @@ def check_run_start(config: DictConfig) -> None:
     """What train() would refuse, checked before Hydra writes .hydra/ and train.log: the
     config, the resume target and who owns the run dir. Raises UserError (or NothingToResume)."""
     from hymtl.config import check_config
+    from hymtl.dataset_identity import check_same_data, folder_identity
     from hymtl.distributed import launched_ranks
     from hymtl.resume import load_resume_checkpoint, resumed_config
-    from hymtl.rundir import claim_for_new_run, is_locked, refusal, run_state
+    from hymtl.rundir import claim_for_new_run, data_root_overlap, is_locked, refusal, run_state
 
     task = task_config(config)
     check_config(task)
+    # A resumed run's data.root is its own config's: train() checks that one.
+    overlap = None if task.resume else data_root_overlap(config.hydra.run.dir, task.data.root)
+    if overlap:
+        raise UserError(overlap)
     if task.resume:
         checkpoint = load_resume_checkpoint(task.resume)
         if is_locked(Path(task.resume).expanduser()):
             raise UserError(refusal(Path(task.resume), run_state(Path(task.resume).expanduser())))
-        resumed_config(checkpoint, task.resume, list(config.hydra.overrides.task), task)
+        resumed = resumed_config(checkpoint, task.resume, list(config.hydra.overrides.task), task)
+        check_same_data(
+            checkpoint.get("data_identity"),
+            folder_identity(resumed.data.root, resumed.data.train_dir, resumed.data.val_dir),
+            f"resume={display_path(task.resume)}",
+            resumed.resume_allow_data_change,
+            resumed.evaluation.protocol.value,
+        )
     elif launched_ranks().is_main:  # other torchrun ranks log outside the run dir
         claim_for_new_run(Path(config.hydra.run.dir), task.overwrite)
 
@@ -110,7 +122,14 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
     from hydra.core.hydra_config import HydraConfig
 
     from hymtl.config import check_config, to_plain_dict
-    from hymtl.rundir import config_differences, run_state, same_config
+    from hymtl.dataset_identity import kept_run_problem
+    from hymtl.rundir import (
+        config_differences,
+        data_root_overlap,
+        read_summary,
+        run_state,
+        same_config,
+    )
 
     loader = GlobalHydra.instance().config_loader()
     problems, restart, kept = [], [], []
@@ -129,6 +148,10 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
             except UserError as error:
                 problems.append(f"{name}: {error}")
                 continue
+            overlap = data_root_overlap(job_dir, task.data.root)
+            if overlap:
+                problems.append(f"{name}: {overlap}")
+                continue
             state = run_state(job_dir)
             if state is None:
                 continue
@@ -145,7 +168,13 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
             elif state.status == "failed" or state.epoch is None:
                 restart.append(job_dir)
             elif state.status == "completed":
-                kept.append(job_dir)
+                other_data = kept_run_problem(read_summary(job_dir), task.data)
+                if other_data:
+                    problems.append(
+                        f"{name}: {display_path(job_dir)} holds a run, but {other_data}"
+                    )
+                else:
+                    kept.append(job_dir)
     finally:
         HydraConfig.instance().cfg = hydra_config
     if problems:

@@ -3,15 +3,20 @@
 `-m ckpt=A/best.pt,B/best.pt`), `--cfg job`, `--help` and tab completion (`-sc install=bash`).
 
 Unlike training they own no run directory: Hydra makes no outputs/ folder, .hydra/ or log file
-for them, and what they write goes where `out=` says.
+for them, and what they write goes where `out=` says. What they write never lands on a run's own
+files and never replaces an existing file unless `overwrite=true` (check_outputs, write_outputs).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -21,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
 from hymtl.config import composition_message, override_problem
+from hymtl.rundir import LOCK_NAME, RUN_FILES
 from hymtl.schema import EvaluateConfig, ExportConfig, PredictConfig
 
 SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
@@ -34,6 +40,138 @@ Keys and defaults (??? = required):
 $CONFIG
 --cfg job shows the config a command line makes; --hydra-help lists Hydra's own flags.
 """
+
+
+# A folder holds a run when it has one of the files only training writes there.
+RUN_MARKERS = (".hydra", "summary.json", "last.pt", "metrics.csv", "train.log")
+# Names a command never writes into such a folder, even with overwrite=true: every file a run
+# owns (hymtl.rundir.RUN_FILES: checkpoints, summary, plots, CSVs, .hydra/, train.log), its lock.
+RUN_OWNED = frozenset(RUN_FILES) | {LOCK_NAME}
+
+
+def holds_run(folder: Path) -> bool:
+    return any(os.path.lexists(Path(folder) / name) for name in RUN_MARKERS)
+
+
+def os_problem(error: OSError, path: Path) -> str:
+    """An OSError met writing `path`, as one line."""
+    return f"cannot write {display_path(path)}: {error.strerror or type(error).__name__}"
+
+
+def writable_folder_problem(folder: Path) -> str | None:
+    """Why files cannot be created in `folder` (or in the folders that would be made for it),
+    judged before any work: a path through a file, or a folder the process may not write
+    (os.access also answers False on a read-only file system, for root too). None: it looks fine."""
+    ancestor = Path(folder)
+    while not os.path.lexists(ancestor) and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return f"{display_path(ancestor)} is a file, not a folder"
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        reason = "read-only file system" if read_only_mount(ancestor) else "permission denied"
+        return f"cannot write in {display_path(ancestor)}: {reason}"
+    return None
+
+
+def read_only_mount(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_outputs(
+    paths: list[Path],
+    overwrite: bool,
+    out: Path | None = None,
+    keep: tuple[Path, ...] = (),
+    hint: str = "",
+) -> None:
+    """Refuse, in one line and before any work, to write `paths` (what `out=`, None for the
+    default, makes the command write): a run's own file (a name of RUN_OWNED in a folder that
+    holds a run), even with overwrite=true; a file of `keep` (the checkpoint being read); a
+    folder; an existing file without overwrite=true; a folder that cannot be written. `hint`
+    follows each `choose another out=`."""
+
+    def refuse(path: Path, problem: str) -> UserError:
+        given = f"out={display_path(out)}: " if out is not None and out != path else ""
+        return UserError(f"{given}{display_path(path)} {problem}")
+
+    for path in paths:
+        folder = path.parent
+        if path.name in RUN_OWNED and holds_run(folder):
+            raise refuse(
+                path,
+                f"belongs to the run in {display_path(folder)}, and no other command replaces "
+                f"a run's files (not even with overwrite=true); choose another out={hint}",
+            )
+        if path.exists() and any(other.exists() and path.samefile(other) for other in keep):
+            raise refuse(path, f"is the checkpoint being read; choose another out={hint}")
+        if path.is_dir():
+            raise refuse(path, f"is a folder, not a file; choose another out={hint}")
+        if os.path.lexists(path) and not overwrite:
+            raise refuse(
+                path, f"exists; choose another out={hint}, or add overwrite=true to replace it"
+            )
+    for folder in dict.fromkeys(path.parent for path in paths):
+        problem = writable_folder_problem(folder)
+        if problem:
+            given = f"out={display_path(out)}: " if out is not None else ""
+            raise UserError(f"{given}{problem}")
+
+
+def write_outputs(writers: dict[Path, Callable[[str], None]], overwrite: bool) -> None:
+    """Write each file through a temporary file beside it, then put them all in place:
+    replacing what is there only with overwrite=true (else a file that appeared since
+    check_outputs is kept, and the ones just put in place are taken back). Each writer gets
+    the temporary file's path, which ends in the file's own suffix (matplotlib reads the format
+    from it). An OSError is one line (UserError)."""
+    staged: dict[Path, str] = {}
+    placed: list[Path] = []
+    path = next(iter(writers))
+    try:
+        for path, write in writers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+            )
+            os.close(fd)
+            staged[path] = tmp
+            write(tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; outputs are for sharing
+        for path, tmp in staged.items():
+            if not place(tmp, path, overwrite):
+                for earlier in placed:
+                    earlier.unlink(missing_ok=True)
+                raise UserError(
+                    f"{display_path(path)} appeared while it was being written and is kept; "
+                    "choose another out=, or add overwrite=true to replace it"
+                )
+            placed.append(path)
+    except OSError as error:
+        raise UserError(os_problem(error, path)) from None
+    finally:
+        for tmp in staged.values():
+            Path(tmp).unlink(missing_ok=True)
+
+
+def place(tmp: str, path: Path, overwrite: bool) -> bool:
+    """Rename `tmp` to `path`. Without overwrite never over an existing file (False): a hard
+    link fails atomically if `path` exists (where links are not supported: checked, renamed)."""
+    if overwrite:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        if os.path.lexists(path):
+            return False
+        os.replace(tmp, path)
+    return True
 
 
 def command_config(name: str, summary: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import stat
 import sys
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,8 +60,39 @@ def open_rgb(path: str | os.PathLike) -> Image.Image:
         return to_rgb(ImageOps.exif_transpose(image))
 
 
+FILE_KINDS = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISDIR, "a directory"),
+)
+
+
+def not_regular_reason(path: str) -> str | None:
+    """Why `path` must not be opened as an image, from os.stat alone (symlinks resolved), or
+    None for a regular file. Opening a FIFO blocks until a writer comes (in a scan thread, where
+    not even Ctrl-C reaches it), /dev/zero never ends, and opening some devices acts on them:
+    only regular files are ever opened. A path that cannot be stat'ed (a broken symlink, a file
+    deleted meanwhile) is None too: the decode that follows names it as undecodable."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((kind for test, kind in FILE_KINDS if test(mode)), "a special file")
+    if os.path.islink(path):
+        kind = f"a symlink to {kind}, {display_path(os.path.realpath(path))}"
+    return f"not a regular file ({kind})"
+
+
 def check_image(path: str, min_colors: int) -> tuple[str | None, Image.Image | None]:
-    """(None, decoded image) if `path` is a usable photo, else (the reason it is not, None)."""
+    """(None, decoded image) if `path` is a usable photo, else (the reason it is not, None).
+    Only regular files are opened (not_regular_reason)."""
+    reason = not_regular_reason(path)
+    if reason:
+        return reason, None
     try:
         image = open_rgb(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
@@ -279,6 +311,8 @@ class DataSplits:
     layout: str  # "train/val folders" or "split by val_fraction"
     skipped: list[tuple[str, str]] = field(default_factory=list)
     test: ImageListDataset | None = None  # holdout, kfold: evaluated once, with the chosen weights
+    candidates: list[str] = field(default_factory=list)  # every file under the class folders
+    identity: dict | None = None  # what is under data.root (hymtl/dataset_identity.py)
 
 
 def is_utf8(name: str) -> bool:
@@ -458,6 +492,9 @@ def load_data(
                 f"class folders differ: {train_dir}/ has {classes}, {val_dir}/ has {val_classes}; "
                 "both splits need the same class folders"
             )
+        candidates = [
+            path for found in (train_files, val_files) for paths in found.values() for path in paths
+        ]
         train_samples, skipped = scan_usable(train_files, classes, min_colors, "train", cache)
         val_samples, val_skipped = scan_usable(val_files, classes, min_colors, "val", cache)
         skipped += val_skipped
@@ -468,6 +505,7 @@ def load_data(
         if not 0 < val_fraction < 1:
             raise UserError(f"data.val_fraction={val_fraction} must be between 0 and 1")
         classes, files = list_class_files(root_path)
+        candidates = [path for paths in files.values() for path in paths]
         samples, skipped = scan_usable(files, classes, min_colors, "all", cache)
         require_classes(samples, classes, str(root_path))
         # The reference splits with the training seed (as it always has); the other protocols
@@ -499,6 +537,7 @@ def load_data(
         layout=layout,
         skipped=skipped,
         test=None if parts.test is None else ImageListDataset(parts.test, classes, val_tf, cache),
+        candidates=candidates,
     )
 
 

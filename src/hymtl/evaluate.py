@@ -11,6 +11,7 @@ in hymtl.schema's EvaluateConfig, `--help` lists them; `-m ckpt=A/best.pt,B/best
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch import nn
 from hymtl import UserError
 from hymtl.artifacts import classification_metrics, write_json
 from hymtl.calibration import calibration_metrics
-from hymtl.command_app import run_command
+from hymtl.command_app import os_problem, run_command, writable_folder_problem
 from hymtl.data import (
     ImageListDataset,
     display_path,
@@ -80,9 +81,17 @@ def run(cfg: DictConfig) -> None:
     """One evaluation job: a checkpoint on a split, one new report in OUT (UserError: refused)."""
     if cfg.batch_size < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")
-    report = evaluate_checkpoint(cfg.ckpt, cfg.data.root, cfg.split, cfg.device, cfg.batch_size)
     out = Path(cfg.out or Path(cfg.ckpt).parent / "evaluate").expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(out) and not out.is_dir():
+        raise UserError(f"out={display_path(out)} is a file, not a folder; choose another out=")
+    problem = writable_folder_problem(out)  # before the work, not after it
+    if problem:
+        raise UserError(f"out={display_path(out)}: {problem}")
+    report = evaluate_checkpoint(cfg.ckpt, cfg.data.root, cfg.split, cfg.device, cfg.batch_size)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(os_problem(error, out)) from None
     path = report_path(out, cfg.split)
     write_json(path, report)
     print(

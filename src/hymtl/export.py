@@ -4,16 +4,19 @@
 
 Writes a TorchScript file (default RUN_DIR/export/model.torchscript.pt) or an ONNX file
 (default RUN_DIR/export/model.onnx, dynamic batch axis; needs the `hymtl[onnx]` extra) that
-carries, inside it and in a JSON file beside it, what using it needs: the class names and the
-preprocessing (resize, center crop, mean/std). `hymtl predict ckpt=FILE` accepts either file.
-A Hydra app (hymtl.command_app) like predict and evaluate: keys and types in hymtl.schema's
-ExportConfig; `-m format=torchscript,onnx` writes both.
+carries, inside it and in a JSON file beside it (the same name, .json), what using it needs: the
+class names and the preprocessing (resize, center crop, mean/std). `hymtl predict ckpt=FILE`
+accepts either file. An existing file (the model or its JSON) is refused unless overwrite=true;
+a run's own files (summary.json, last.pt, ...) always. A Hydra app (hymtl.command_app) like
+predict and evaluate: keys and types in hymtl.schema's ExportConfig; `-m format=torchscript,onnx`
+writes both.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import json
 import logging
 import sys
@@ -24,7 +27,7 @@ import torch
 from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
-from hymtl.command_app import run_command
+from hymtl.command_app import check_outputs, run_command, write_outputs
 from hymtl.inference import LoadedModel, load_trained_model, one_line
 
 log = logging.getLogger("hymtl.export")
@@ -70,14 +73,15 @@ def portable_model(loaded: LoadedModel) -> tuple[torch.nn.Module, int]:
     return model.to(memory_format=torch.contiguous_format), loaded.config["data"]["image_size"]
 
 
-def export_torchscript(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
+def export_torchscript(loaded: LoadedModel, checkpoint: str, out: Path | str) -> dict:
+    """The model into the file `out` (only that file: run() writes the JSON beside it)."""
     model, size = portable_model(loaded)
     metadata = export_metadata(loaded, checkpoint, "torchscript")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # torch.jit.save aborts the process on a full disk; Python raises
     with torch.no_grad(), torchscript_without_deprecation_warning():
         traced = torch.jit.trace(model, torch.zeros(1, 3, size, size))
-        torch.jit.save(traced, str(out), _extra_files={METADATA: json.dumps(metadata)})
-    out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
+        torch.jit.save(traced, buffer, _extra_files={METADATA: json.dumps(metadata)})
+    Path(out).write_bytes(buffer.getbuffer())
     return metadata
 
 
@@ -109,13 +113,12 @@ def exporter_logs_quiet():
             logger.setLevel(level)
 
 
-def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
+def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path | str) -> dict:
     """torch.export-based ONNX (the legacy TorchScript-based exporter is deprecated), one
-    self-contained file, any batch size."""
+    self-contained file, any batch size (only that file: run() writes the JSON beside it)."""
     require_onnx("format=onnx")
     model, size = portable_model(loaded)
     metadata = export_metadata(loaded, checkpoint, "onnx")
-    out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), exporter_logs_quiet():
         program = torch.onnx.export(
             model,
@@ -128,7 +131,6 @@ def export_onnx(loaded: LoadedModel, checkpoint: str, out: Path) -> dict:
         )
     program.model.metadata_props[METADATA] = json.dumps(metadata)
     program.save(str(out), external_data=False)  # weights inside: one file to hand on
-    out.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
     return metadata
 
 
@@ -189,16 +191,35 @@ def read_exported(path: Path) -> tuple[torch.jit.ScriptModule | OnnxModel, dict]
 def run(cfg: DictConfig) -> None:
     """One export: `cfg.ckpt` as `cfg.format`, into `cfg.out` (UserError: refused)."""
     kind = cfg.format.value
-    default = Path(cfg.ckpt).expanduser().parent / "export" / DEFAULT_FILES[kind]
-    out = Path(cfg.out or default).expanduser()
+    ckpt = Path(cfg.ckpt).expanduser()
+    out = Path(cfg.out).expanduser() if cfg.out else ckpt.parent / "export" / DEFAULT_FILES[kind]
     if kind == "onnx" and out.suffix != ".onnx":
         raise UserError(f"out={display_path(out)}: an ONNX file's name must end in .onnx")
+    metadata_path = out.with_suffix(".json")
+    check_outputs([out, metadata_path], cfg.overwrite, out if cfg.out else None, (ckpt,))
+    if out.suffix == ".json":
+        raise UserError(f"out={display_path(out)}: .json is the name of the metadata beside it")
     if kind == "onnx":
         require_onnx("format=onnx")  # before the checkpoint is read
     loaded = load_trained_model(cfg.ckpt, "cpu")
-    writer = export_onnx if kind == "onnx" else export_torchscript
-    writer(loaded, cfg.ckpt, out)
-    print(f"{display_path(out)} (metadata: {display_path(out.with_suffix('.json'))})")
+    if not isinstance(loaded.model, torch.nn.Module) or isinstance(
+        loaded.model, torch.jit.ScriptModule
+    ):
+        raise UserError(
+            f"ckpt={display_path(cfg.ckpt)} is a model hymtl export wrote; export the run's "
+            "checkpoint (RUN_DIR/best.pt) instead"
+        )
+    exporter = export_onnx if kind == "onnx" else export_torchscript
+    found = {}
+
+    def write_model(path: str) -> None:
+        found["metadata"] = exporter(loaded, cfg.ckpt, path)
+
+    def write_metadata(path: str) -> None:
+        Path(path).write_text(json.dumps(found["metadata"], indent=2) + "\n")
+
+    write_outputs({out: write_model, metadata_path: write_metadata}, cfg.overwrite)
+    print(f"{display_path(out)} (metadata: {display_path(metadata_path)})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -13,7 +15,38 @@ from sklearn.metrics import ConfusionMatrixDisplay
 # Figures are built with matplotlib's object API (Figure, not pyplot): they are only ever
 # saved to files, so no backend, no global figure registry and nothing to close.
 
+# Labels carry user text (class names, folder and run names): a class folder named `$x_$` is a
+# name, not a formula. Every picture is built and saved with mathtext and LaTeX off, whatever a
+# matplotlibrc says, so no name can make a picture fail after training.
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 
+# The confusion matrix past this many classes: colour only (no per-cell numbers), and the most
+# confused pairs listed beside it; past MAX_NAMED_CLASSES, class indices on the axes.
+MAX_NUMBERED_CLASSES = 30
+MAX_NAMED_CLASSES = 60
+MAX_FIGURE_INCHES = 16.0
+TOP_CONFUSED_PAIRS = 20
+LABEL_CHARS = 32  # class names longer than this are cut (with …) in tick labels and captions
+
+
+def plain_text(draw):
+    """Build and save the figure under PLAIN_TEXT (the figure's texts keep it when redrawn)."""
+
+    @functools.wraps(draw)
+    def drawn_as_plain_text(*args, **kwargs):
+        with matplotlib.rc_context(PLAIN_TEXT):
+            return draw(*args, **kwargs)
+
+    return drawn_as_plain_text
+
+
+def short(name: str, limit: int = LABEL_CHARS) -> str:
+    """A label that fits: `name`, or its first `limit` - 1 characters and an ellipsis."""
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+@plain_text
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> Figure:
     """Loss (data loss and penalty) and accuracy per epoch, train and val. Markers on every
     point (a 1-epoch run is one point), whole-number epoch ticks, legends below the axes so
@@ -71,18 +104,84 @@ def legend_below(ax, extra=()) -> None:
     )
 
 
+def most_confused_pairs(matrix, count: int = TOP_CONFUSED_PAIRS) -> list[tuple[int, int, int]]:
+    """The `count` largest off-diagonal cells as (images, true index, predicted index), largest
+    first (ties in row-major order); cells with no image are left out."""
+    matrix = np.asarray(matrix)
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:count]
+    rows, cols = np.unravel_index(flat, off.shape)
+    return [(int(off[t, p]), int(t), int(p)) for t, p in zip(rows, cols) if off[t, p] > 0]
+
+
+@plain_text
 def plot_confusion_matrix(
     matrix: list[list[int]], classes: list[str], path: Path, title: str = ""
 ) -> Figure:
-    fig = Figure(figsize=(4 + 0.4 * len(classes), 3.5 + 0.4 * len(classes)))
+    """Counts per (true, predicted) class. Up to MAX_NUMBERED_CLASSES classes, a number in
+    every cell; past that, colour only in a figure of bounded size, with the most confused
+    pairs listed beside it (a 300-class matrix of numbers is neither readable nor quick)."""
+    matrix = np.asarray(matrix)
+    n = len(classes)
+    title = title or "confusion matrix (val)"
+    if n > MAX_NUMBERED_CLASSES:
+        return plot_large_confusion_matrix(matrix, classes, path, title)
+    size = min(MAX_FIGURE_INCHES, 4 + 0.4 * n), min(MAX_FIGURE_INCHES, 3.5 + 0.4 * n)
+    fig = Figure(figsize=size)
     ax = fig.subplots()
-    ConfusionMatrixDisplay(np.array(matrix), display_labels=classes).plot(ax=ax, colorbar=False)
-    ax.set_title(title or "confusion matrix (val)")
+    ConfusionMatrixDisplay(matrix, display_labels=[short(name) for name in classes]).plot(
+        ax=ax, colorbar=False, xticks_rotation="vertical" if n > 8 else "horizontal"
+    )
+    ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return fig
 
 
+def plot_large_confusion_matrix(matrix: np.ndarray, classes: list[str], path: Path, title: str):
+    n = len(classes)
+    named = n <= MAX_NAMED_CLASSES
+    fig = Figure(figsize=(MAX_FIGURE_INCHES, 0.7 * MAX_FIGURE_INCHES), layout="constrained")
+    ax, ax_pairs = fig.subplots(1, 2, width_ratios=[3, 2])
+    shown = ax.imshow(matrix, cmap="viridis", interpolation="nearest")
+    fig.colorbar(shown, ax=ax, shrink=0.6, label="images")
+    if named:
+        ax.set_xticks(range(n), [short(name, 20) for name in classes], rotation=90, fontsize=6)
+        ax.set_yticks(range(n), [short(name, 20) for name in classes], fontsize=6)
+        ax.set(xlabel="predicted label", ylabel="true label")
+    else:  # names would be a black smear: indices into summary.json's `classes`
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="predicted class (index)", ylabel="true class (index)")
+    ax.set_title(f"{title}\n{n} classes: colour only, no per-cell numbers", fontsize=9)
+    ax_pairs.axis("off")
+    pairs = most_confused_pairs(matrix)
+
+    def label(index: int) -> str:
+        return short(classes[index], 24) if named else f"[{index}] {short(classes[index], 20)}"
+
+    if pairs:
+        lines = [f"{count:>5}  {label(t)} → {label(p)}" for count, t, p in pairs]
+        listing = f"the {len(pairs)} most confused pairs\n(images: true → predicted)\n\n"
+        listing += "\n".join(lines)
+    else:
+        listing = "no confusions: every image is on the diagonal"
+    ax_pairs.text(
+        0,
+        1,
+        listing,
+        va="top",
+        ha="left",
+        family="monospace",
+        fontsize=8,
+        transform=ax_pairs.transAxes,
+    )
+    fig.savefig(path, dpi=100)
+    return fig
+
+
+@plain_text
 def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
     """Reliability diagram from calibration.calibration_metrics: per confidence bin, a bar of
     the bin's accuracy against the diagonal of perfect calibration, the gap between accuracy
@@ -132,8 +231,7 @@ def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
     ax_count.set(xlabel="top-1 confidence", ylabel="images")
     ax_count.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     if title:
-        # Titles carry user text (class names, paths): a `$` in it is a dollar, not mathtext.
-        fig.suptitle(title.replace("$", r"\$"), fontsize=9)
+        fig.suptitle(title, fontsize=9)  # user text: a `$` is a dollar (PLAIN_TEXT)
     fig.savefig(path, dpi=100)
     return fig
 
@@ -170,6 +268,7 @@ def grid_caption(targets: list[int], preds: list[int], indices: list[int]) -> st
     )
 
 
+@plain_text
 def make_prediction_grid(
     images: list[np.ndarray],
     true_labels: list[str | None],
@@ -201,12 +300,12 @@ def make_prediction_grid(
     ):
         ax.imshow(image)
         if true is None:  # new images: no truth to mark against
-            ax.set_title(f"{pred} ({prob:.2f})", fontsize=9)
+            ax.set_title(f"{short(pred)} ({prob:.2f})", fontsize=9)
             continue
         wrong = true != pred
         color = "red" if wrong else "green"
         ax.set_title(
-            f"{'✗' if wrong else '✓'} pred {pred} ({prob:.2f})\ntrue {true}",
+            f"{'✗' if wrong else '✓'} pred {short(pred)} ({prob:.2f})\ntrue {short(true)}",
             color=color,
             fontsize=9,
         )

@@ -107,6 +107,9 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
         key = override.key_or_group
         if key in ("resume", "overwrite") and not override.is_delete():
             continue
+        if key == "resume_allow_data_change":  # how to start this invocation, not the run
+            resumed.resume_allow_data_change = cfg.resume_allow_data_change
+            continue
         if key == "logger" or key.startswith("logger."):
             # Trackers mirror the run and change nothing it computes: any may be switched.
             OmegaConf.update(resumed, key, OmegaConf.select(cfg, key), merge=False)

@@ -45,7 +45,7 @@ LOCK_NAME = ".hymtl.lock"
 REPLACED_PREFIX = "replaced-"
 # Keys that say how to start a run, not what the run is: never part of "the same config".
 # `logger` too: a tracker mirrors a run and changes nothing it computes.
-START_KEYS = ("resume", "overwrite", "logger")
+START_KEYS = ("resume", "overwrite", "logger", "resume_allow_data_change")
 
 
 @dataclass
@@ -209,6 +209,25 @@ def move_aside(run_dir: Path, names: list[str] | None = None) -> Path:
         if (run_dir / name).exists() or (run_dir / name).is_symlink():
             os.replace(run_dir / name, target / name)
     return target
+
+
+def data_root_overlap(run_dir: str | Path, data_root: str | Path) -> str | None:
+    """Why a run (or sweep) directory cannot go with this data root: one inside the other means
+    the run's files would land among the images, and the next run would train on them."""
+    run = Path(os.path.realpath(Path(run_dir).expanduser()))
+    data = Path(os.path.realpath(Path(str(data_root)).expanduser()))
+    if run == data or run.is_relative_to(data):
+        return (
+            f"the run dir {display_path(run_dir)} is inside data.root={display_path(data_root)}: "
+            "its files would land among the images; choose a hydra.run.dir= (or "
+            "hydra.sweep.dir=) outside the data"
+        )
+    if data.is_relative_to(run):
+        return (
+            f"data.root={display_path(data_root)} is inside the run dir {display_path(run_dir)}:"
+            " the run's files would land among the images; keep the data outside the run dirs"
+        )
+    return None
 
 
 def refusal(run_dir: Path, state: RunState) -> str:

@@ -213,6 +213,7 @@ class Config:
     feature_cache: bool = MISSING
     deterministic: bool = MISSING
     resume: str | None = MISSING
+    resume_allow_data_change: bool = MISSING
     overwrite: bool = MISSING
     augment: AugmentConfig = MISSING
     evaluation: EvaluationConfig = MISSING
@@ -228,9 +229,10 @@ class Config:
 class PredictConfig:
     ckpt: str = MISSING  # RUN_DIR/best.pt, or a file hymtl export wrote (TorchScript, .onnx)
     inputs: str = MISSING  # an image file or a folder of images (searched like training's)
-    out: str | None = None  # null: RUN_DIR/predict, beside the checkpoint
+    out: str | None = None  # null: a new RUN_DIR/predict/<time>/, beside the checkpoint
     device: str = "auto"  # auto = CUDA if present, else CPU; or cpu, cuda, cuda:N
     batch_size: int = 32
+    overwrite: bool = False  # with out=: replace its predictions.csv/.png (never a run's files)
 
 
 @dataclass
@@ -258,6 +260,7 @@ class ExportConfig:
     ckpt: str = MISSING  # RUN_DIR/best.pt
     format: ExportFormat = ExportFormat.torchscript
     out: str | None = None  # null: RUN_DIR/export/model.torchscript.pt or model.onnx
+    overwrite: bool = False  # replace an existing file (never a run's own files)
 
 
 def register_configs() -> None:

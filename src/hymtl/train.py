@@ -43,6 +43,7 @@ from hymtl.calibration import calibration_metrics
 from hymtl.callbacks import RunStartGuard, SweepOutcome
 from hymtl.config import check_config, override_problem, register_resolvers, to_plain_dict
 from hymtl.data import DataSplits, make_loader
+from hymtl.dataset_identity import brief, check_same_data, kept_run_problem, splits_identity
 from hymtl.features import cached_feature_loaders
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
 from hymtl.losses import build_criterion, should_stop
@@ -62,6 +63,7 @@ from hymtl.rundir import (
     RunLock,
     claim_for_new_run,
     config_differences,
+    data_root_overlap,
     move_aside,
     present_files,
     read_last_checkpoint,
@@ -159,6 +161,8 @@ class Progress:
     best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None})
     last_eval: dict | None = None  # the latest epoch's evaluation
     tracking: dict = field(default_factory=dict)  # tracker run ids, so resume= continues them
+    # resume_allow_data_change=true: each time a resume went on with other images, and how
+    data_changes: list = field(default_factory=list)
 
 
 def setup_runtime(cfg: DictConfig) -> Runtime:
@@ -196,6 +200,7 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     augment = cfg.augment.name.value
     evaluation = to_plain_dict(cfg.evaluation)
     splits = build(cfg.data, seed=cfg.seed, augment=augment, evaluation=evaluation, _convert_="all")
+    splits.identity = splits_identity(splits)
     if cfg.batch_size > len(splits.train):
         raise UserError(
             f"batch_size={cfg.batch_size} is larger than the {len(splits.train)} training images; "
@@ -333,7 +338,32 @@ def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Pro
         truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
     restore_rng(resumed["rng"], parts.train_loader.generator)
     log.info("resuming %s after epoch %d", display_path(run_dir), resumed["epoch"])
-    return Progress(start_epoch=resumed["epoch"] + 1, best=best, last_eval=resumed["last_eval"])
+    return Progress(
+        start_epoch=resumed["epoch"] + 1,
+        best=best,
+        last_eval=resumed["last_eval"],
+        data_changes=list(resumed.get("data_changes") or []),
+    )
+
+
+def check_resumed_data(cfg, parts: Parts, resumed: dict, run_dir: Path) -> str | None:
+    """Refuse (UserError) to resume on other classes, or on other images unless
+    resume_allow_data_change=true; returns the change that was allowed. Runs before restore()
+    touches metrics.csv, so a refused resume leaves the run as it was."""
+    change = check_same_data(
+        resumed.get("data_identity"),
+        parts.splits.identity,
+        f"resume={display_path(run_dir)}",
+        cfg.resume_allow_data_change,
+        cfg.evaluation.protocol.value,
+    )
+    if change:
+        log.warning(
+            "resuming on changed images (resume_allow_data_change=true): %s; recorded in "
+            "summary.json data_changes",
+            change,
+        )
+    return change
 
 
 def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
@@ -352,6 +382,8 @@ def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
         "class_names": parts.splits.classes,
         "rng": capture_rng(parts.train_loader.generator),
         "tracking": progress.tracking,
+        "data_identity": parts.splits.identity,  # what was under data.root, for resume to check
+        "data_changes": progress.data_changes,
     }
 
 
@@ -548,6 +580,9 @@ def open_run(cfg: DictConfig, run_dir, overrides) -> tuple[DictConfig, Path, dic
         run_dir = Path(cfg.resume).expanduser()
     check_config(cfg)
     run_dir = Path(run_dir) if run_dir is not None else hydra_run_dir()
+    overlap = data_root_overlap(run_dir, cfg.data.root)
+    if overlap:
+        raise UserError(overlap)
     if distributed.launched_ranks().is_main and not resumed:
         # Hydra has already written .hydra/ and train.log of this very run: only hymtl's
         # artifacts say that another run was here.
@@ -626,7 +661,10 @@ def train(
         outcome.trackers = trackers = open_trackers(cfg, run_dir, resumed)
         runtime = setup_runtime(cfg)
         parts = build_parts(cfg, runtime)
+        change = check_resumed_data(cfg, parts, resumed, run_dir) if resumed else None
         progress = restore(parts, resumed, run_dir, runtime) if resumed else Progress()
+        if change:
+            progress.data_changes.append({"after_epoch": resumed["epoch"], "change": change})
         progress.tracking = trackers.run_ids()
         if outcome.owner:
             start_training(cfg, parts, progress, run_dir, resumed)
@@ -641,6 +679,8 @@ def train(
             "seconds_total": time.time() - started,  # this invocation; epochs: metrics.csv
             "resumed_after_epoch": resumed["epoch"] if resumed else None,
             "stopped_early_at": progress.stopped_early_at,
+            "data_identity": brief(parts.splits.identity),
+            "data_changes": progress.data_changes,
         }
         summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
         trackers.finish("completed", run_dir, summary)
@@ -712,6 +752,12 @@ def run_sweep_job(cfg: DictConfig) -> float:
             "choose another hydra.sweep.dir="
         )
     if state.status == "completed":
+        problem = kept_run_problem(read_summary(job_dir), cfg.data)
+        if problem:
+            raise UserError(
+                f"{display_path(job_dir)} holds a completed run with the same config, but "
+                f"{problem}; choose another hydra.sweep.dir="
+            )
         log.info("%s: completed earlier with the same config; kept", display_path(job_dir))
         return float((read_summary(job_dir) or {}).get("best_val_acc", float("nan")))
     if state.status != "failed" and state.epoch is not None:
