@@ -1502,6 +1502,118 @@ def plots_picture_path_taken_during_the_run(tmp: Path) -> None:
     expect_pictures(run_dir, names=PICTURES[1:] + ("calibration.png",))
 
 
+# --- one line, always: sweeps, --cfg job, paths Hydra reads as syntax, SIGHUP, torn writes ----
+
+
+def expect_nothing_made(tmp: Path, *paths: Path) -> None:
+    """A refused command made no run or sweep dir: neither those it names nor Hydra's defaults."""
+    expect_absent(tmp / "outputs", tmp / "multirun", *paths)
+
+
+def expect_sweep_refused(tmp: Path, *overrides, mentions=()) -> None:
+    sweep_dir = tmp / "sweep"
+    argv = train(SHARED.data(), None, *overrides, f"hydra.sweep.dir={sweep_dir}", sweep=True)
+    expect_refusal(run(argv, tmp), mentions=mentions)
+    expect_nothing_made(tmp, sweep_dir)
+
+
+def with_sighup(handler, action: Callable[[], Result | Path]) -> Result | Path:
+    """`action` with SIGHUP set to `handler` here, so that the CLI it starts inherits it."""
+    previous = signal.signal(signal.SIGHUP, handler)
+    try:
+        return action()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@case
+def oneline_sweep_misspelled_key(tmp: Path) -> None:
+    expect_sweep_refused(tmp, "epoch=3", "seed=0,1", mentions=("epoch", "did you mean epochs?"))
+
+
+@case
+def oneline_sweep_unknown_group_option(tmp: Path) -> None:
+    expect_sweep_refused(tmp, "regularizer=l2,foo", mentions=("regularizer=foo", "l2sp"))
+
+
+@case
+def oneline_sweep_value_of_the_wrong_type(tmp: Path) -> None:
+    expect_sweep_refused(tmp, "batch_size=4,many", mentions=("batch_size=many",))
+
+
+@case
+def oneline_cfg_job_misspelled_key(tmp: Path) -> None:
+    result = run(module("hymtl.train", "--cfg", "job", "epoch=3"), tmp)
+    expect_refusal(result, mentions=("epoch", "did you mean epochs?"))
+    expect_nothing_made(tmp)
+
+
+@case
+def oneline_sweep_syntax_still_sweeps(tmp: Path) -> None:
+    sweep_dir = tmp / "sweep"
+    overrides = ["seed=range(0,2)", "regularizer=glob(l2)", f"hydra.sweep.dir={sweep_dir}"]
+    expect_success(run(train(SHARED.data(), None, *overrides, sweep=True), tmp))
+    for job in ("0", "1"):
+        expect_counts(expect_status(sweep_dir / job, "completed"))
+
+
+@case
+def oneline_data_root_with_hydra_syntax_is_used_as_typed(tmp: Path) -> None:
+    data = Path(shutil.copytree(SHARED.data(), tmp / "d=a[b]'é"))
+    run_dir = tmp / "run"
+    expect_success(run(train(data, run_dir), tmp))
+    found = expect_status(run_dir, "completed")
+    check(found["config"]["data"]["root"] == str(data), f"data.root {found['config']['data']}")
+    expect_counts(found)
+
+
+@case
+def oneline_data_root_with_a_comma_says_how_to_quote_it(tmp: Path) -> None:
+    data = Path(shutil.copytree(SHARED.data(), tmp / "a,b"))
+    run_dir = tmp / "run"
+    line = expect_refusal(run(train(data, run_dir), tmp), mentions=("-m", "type "))
+    expect_nothing_made(tmp, run_dir)
+    typed = shlex.split(line.rsplit("type ", 1)[1])  # what the line says to type, as a shell would
+    check(len(typed) == 1 and typed[0].startswith("data.root="), f"not one argument: {line}")
+    expect_success(run(train(None, run_dir, *typed), tmp))
+    expect_counts(expect_status(run_dir, "completed"))
+
+
+@case
+def oneline_sighup_mid_training(tmp: Path) -> None:
+    with_sighup(signal.SIG_DFL, lambda: interrupted_mid_training(tmp, signal.SIGHUP, epochs=50))
+
+
+@case
+def oneline_sighup_ignored_under_nohup(tmp: Path) -> None:
+    run_dir = tmp / "run"
+
+    def train_and_hang_up() -> Result:
+        training = Background(train(SHARED.data(), run_dir, epochs=3), tmp)
+        try:
+            training.wait_until(has_metrics_row(run_dir), "a metrics.csv row")
+            training.send(signal.SIGHUP)
+            return training.finish()
+        finally:
+            training.stop()
+
+    expect_success(with_sighup(signal.SIG_IGN, train_and_hang_up))
+    check(metrics_epochs(run_dir) == [1, 2, 3], f"metrics.csv epochs {metrics_epochs(run_dir)}")
+    expect_status(run_dir, "completed")
+
+
+@case
+def oneline_stale_temp_file_removed_when_the_run_is_resumed(tmp: Path) -> None:
+    run_dir = SHARED.copy_of_finished_run(tmp)
+    (run_dir / ".last.pt.abc.tmp").write_bytes(b"a checkpoint write killed midway")
+    (run_dir / ".notes.tmp").write_text("the user's")
+    expect_success(run(module("hymtl.train", f"resume={run_dir}", "epochs=2"), tmp))
+    expect_status(run_dir, "completed")
+    expect_absent(run_dir / ".last.pt.abc.tmp")
+    notes = run_dir / ".notes.tmp"
+    check(notes.is_file() and notes.read_text() == "the user's", ".notes.tmp was not kept")
+
+
 # --- running the suite -----------------------------------------------------------------------
 
 

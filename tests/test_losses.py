@@ -37,7 +37,8 @@ def test_label_smoothing_and_class_weights_change_the_loss_as_defined():
 
     train_targets = [0] * 30 + [1] * 10  # weights 2/3 and 2
     weighted = build_criterion(loss_config("loss.class_weights=balanced"), train_targets, 2)
-    by_hand = -(2 / 3 * log_p[0, 0] + 2 * log_p[1, 1]) / (2 / 3 + 2)
+    # each image weighs w[its class], averaged over the batch's images (not over its weight)
+    by_hand = -(2 / 3 * log_p[0, 0] + 2 * log_p[1, 1]) / 2
     assert weighted(logits, targets).item() == pytest.approx(by_hand.item())
     assert not math.isclose(weighted(logits, targets).item(), plain.item())
 

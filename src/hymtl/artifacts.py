@@ -18,6 +18,7 @@ from typing import Any
 import torch
 import torchvision
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from sklearn.metrics import (
     accuracy_score,
     classification_report,
@@ -62,7 +63,8 @@ METRIC_COLUMNS = [
 
 
 def atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename over `path`."""
+    """Write through a temporary file in the same directory (`.NAME.<random>.tmp`), then rename
+    over `path`. A process killed mid-write leaves that file: remove_stale_temp_files."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
@@ -73,6 +75,28 @@ def atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temp_files(run_dir: Path, names) -> list[str]:
+    """Remove what atomic_write left in `run_dir` of the files `names` when a process was killed
+    mid-write: regular files named `.NAME.<anything>.tmp`, nothing else. Only for the process
+    that holds the run dir's lock (rundir.RunLock): no other can be writing them. Returns the
+    names removed."""
+
+    def left_by_atomic_write(file_name: str) -> bool:  # `.NAME.` + mkstemp's letters + `.tmp`
+        return any(
+            file_name.startswith(f".{name}.")
+            and file_name.endswith(".tmp")
+            and len(file_name) >= len(f".{name}..tmp")
+            for name in names
+        )
+
+    removed = []
+    for path in sorted(Path(run_dir).iterdir()):
+        if left_by_atomic_write(path.name) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -211,6 +235,7 @@ def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, l
         },
         "provenance": {
             "command": command_line(),
+            "job_command": job_command_line(),
             "git": git_state(Path(hymtl.__file__).parent),
             "data_fingerprint": data_fingerprint(splits),
         },
@@ -223,6 +248,18 @@ def command_line() -> str | None:
     if not HydraConfig.initialized():
         return None
     return shlex.join(["python", "-m", "hymtl.train", *sys.argv[1:]])
+
+
+def job_command_line() -> str | None:
+    """In a sweep (-m), the one command that reruns this job alone: its own overrides (Hydra's
+    job overrides, the sweep's choices resolved), which `command` — the sweep's — does not say.
+    None outside a sweep, where `command` is the run's own."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return None
+    return shlex.join(["python", "-m", "hymtl.train", *hydra_cfg.overrides.task])
 
 
 def git_state(folder: Path) -> dict | None:
@@ -283,7 +320,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
             log.warning("could not draw %s (%s); the run completes without it", file_name, reason)
             failed.append({"file": file_name, "reason": reason})
 
-    draw("curves.png", lambda path: plot_curves(rows, path, run_name))
+    draw("curves.png", lambda path: plot_curves(rows, path, run_name, summary["best_epoch"]))
     name, dataset, result = reported
     metrics = summary["test" if name == "test" else "best_model"]
     epoch = f"epoch {summary['best_epoch']} of {len(rows)}"
@@ -362,8 +399,8 @@ def check_run_dir(
             f"confusion-matrix accuracy {trace_accuracy} != best_val_acc {summary['best_val_acc']}",
         ),
         (
-            not differs(summary["best_val_acc"], max(row["val_acc"] for row in rows)),
-            "best_val_acc is not the best val_acc in metrics.csv",
+            summary["best_epoch"] == selected_epoch(rows, summary.get("selection_metric")),
+            "best_epoch is not the epoch metrics.csv's selection metric picks",
         ),
         (
             not differs(rows[summary["best_epoch"] - 1]["val_acc"], best["accuracy"]),
@@ -391,6 +428,13 @@ def check_run_dir(
     ]
     expectations += split_expectations(run_dir, summary)
     return [problem for holds, problem in expectations if not holds]
+
+
+def selected_epoch(rows: list[dict], metric: str | None) -> int:
+    """The first epoch with the best value of the selection metric (val_acc if unrecorded)."""
+    if metric == "val_loss":
+        return min(rows, key=lambda row: row["val_loss"])["epoch"]
+    return max(rows, key=lambda row: row["val_acc"])["epoch"]
 
 
 def read_csv_rows(path: Path) -> list[dict]:

@@ -133,6 +133,7 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
 
     loader = GlobalHydra.instance().config_loader()
     problems, restart, kept = [], [], []
+    owners: dict[Path, str] = {}  # job dir -> the job that has it
     hydra_config = HydraConfig.instance().cfg
     try:
         for number, overrides in enumerate(basic_sweep_jobs(config)):
@@ -143,6 +144,13 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
             job_dir = Path(job.hydra.sweep.dir) / str(job.hydra.sweep.subdir)
             task = task_config(job)
             name = f"job {number} ({' '.join(overrides)})"
+            if job_dir in owners:  # Hydra would write both jobs' files into one directory
+                problems.append(
+                    f"{name} and {owners[job_dir]} would share {display_path(job_dir)}: give "
+                    "hydra.sweep.subdir= a per-job value (the default is ${hydra.job.num})"
+                )
+                continue
+            owners[job_dir] = name
             try:
                 check_config(task)
             except UserError as error:
@@ -239,6 +247,7 @@ class SweepOutcome(Callback):
 
         sweep_dir = Path(config.hydra.sweep.dir)
         found = {str(Path(job).resolve()): reason for job, reason in self.failed_here.items()}
+        trackers_off: dict[str, str] = {}
         for summary_path in sorted(sweep_dir.glob("**/summary.json")):
             parts = summary_path.relative_to(sweep_dir).parts
             if any(part.startswith(REPLACED_PREFIX) or part == "resumed" for part in parts):
@@ -251,6 +260,16 @@ class SweepOutcome(Callback):
                 continue
             if summary.get("status") == "failed":
                 found[str(summary_path.parent.resolve())] = summary.get("error")
+            if summary.get("trackers_off"):
+                trackers_off[str(summary_path.parent)] = "; ".join(summary["trackers_off"])
+        if trackers_off:  # the jobs completed, but a mirror the sweep asked for missed them
+            print(
+                f"hymtl: a tracker was off for {len(trackers_off)} job(s); their run dirs hold "
+                "everything:",
+                file=sys.stderr,
+            )
+            for job, reason in sorted(trackers_off.items()):
+                print(f"  {job}: {reason}", file=sys.stderr)
         SweepOutcome.failed = [f"{job}: {reason}" for job, reason in sorted(found.items())]
         if SweepOutcome.failed:
             print(f"hymtl: {len(SweepOutcome.failed)} job(s) of the sweep failed:", file=sys.stderr)

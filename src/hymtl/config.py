@@ -69,8 +69,26 @@ def suggest_key(dotted: str, config_name: str = "config", config_module: str | N
 
 
 # Hydra flags after which the other arguments are not overrides of one run to compose here.
-NOT_ONE_RUN = {"-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "--info"}
+MULTIRUN = {"-m", "--multirun"}
+NOT_ONE_RUN = MULTIRUN | {"--help", "-h", "--hydra-help", "--info"}
 NOT_ONE_RUN |= {"-sc", "--shell-completion"}  # `-sc install=bash`: a request, not an override
+# Another config than the one composed here: nothing to check it against.
+OTHER_CONFIG = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+OTHER_CONFIG |= {"--experimental-rerun"}
+NOT_ONE_RUN |= OTHER_CONFIG
+# Hydra flags whose value is the next argument (`--cfg job`): that argument is no override.
+VALUE_FLAGS = OTHER_CONFIG | {"--cfg", "-c", "--package", "-p"}
+
+
+def typed_overrides(argv: list[str]) -> list[str]:
+    """The overrides among Hydra's arguments: neither its flags nor a flag's value (`--cfg job`)."""
+    overrides, flag_value = [], False
+    for arg in argv:
+        if flag_value or arg.startswith("-"):
+            flag_value = not flag_value and arg in VALUE_FLAGS
+            continue
+        overrides.append(arg)
+    return overrides
 
 
 def override_problem(
@@ -86,13 +104,63 @@ def override_problem(
     flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
     if flags & NOT_ONE_RUN:
         return None
-    overrides = [arg for arg in argv if not arg.startswith("-")]
     try:
         with hydra_search_path(config_module):
-            compose(config_name, overrides=overrides, return_hydra_config=True)
+            compose(config_name, overrides=typed_overrides(argv), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         return composition_message(error, config_name, config_module)
     return None
+
+
+def multirun_problem(
+    argv: list[str], config_name: str = "config", config_module: str | None = TRAIN
+) -> str | None:
+    """override_problem for a sweep (`-m`), before anything launches: the one line for what
+    Hydra would refuse composing one of its jobs. Expands nothing: it composes a few jobs that
+    between them give every override each value it sweeps over (a `range(...)`: its first, an
+    `interval(...)`: its start); None when they compose, or for flags that make no sweep."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    other_mode = sorted(flags & {"--cfg", "-c", "--info", "-sc", "--shell-completion"})
+    if flags & MULTIRUN and other_mode:  # Hydra's own refusal of these is a traceback
+        return f"{other_mode[0]} and -m (--multirun) do not go together; leave one out"
+    if not flags & MULTIRUN or flags & (NOT_ONE_RUN - MULTIRUN):
+        return None
+    try:
+        with hydra_search_path(config_module):
+            for overrides in sweep_samples(typed_overrides(argv)):
+                compose(config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return composition_message(error, config_name, config_module)
+    return None
+
+
+def sweep_samples(overrides: list[str]) -> list[list[str]]:
+    """The overrides of as few of a sweep's jobs as give each override every value it takes
+    (job i: value i of each, wrapping around); call within hydra_search_path (for `glob(...)`)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    columns = []
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_choice_sweep():
+            values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        elif override.is_range_sweep():  # numbers of one type: the first says it
+            first = itertools.islice(override.sweep_string_iterator(), 1)
+            values = [f"{key}={value}" for value in first]
+        elif override.is_interval_sweep():  # Optuna's: any value of it; the start
+            values = [f"{key}={override.value().start}"]
+        else:
+            values = [override.input_line]
+        if values:  # an empty range or glob sweeps over nothing
+            columns.append(values)
+    jobs = max((len(values) for values in columns), default=1)
+    return [[values[i % len(values)] for values in columns] for i in range(jobs)]
 
 
 def quoted_after(text: str, prefix: str) -> str | None:
@@ -107,6 +175,9 @@ def composition_message(
         lines += [line.strip() for line in str(error.__cause__).splitlines() if line.strip()][:1]
     lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
     text = " ".join(lines)
+    ambiguous = quoted_after(text, "Ambiguous value for argument '")
+    if ambiguous and "=" in ambiguous:
+        return comma_message(ambiguous)
     unknown = quoted_after(text, "Could not override '")
     if unknown:
         key = suggest_key(unknown, config_name, config_module)
@@ -121,6 +192,22 @@ def composition_message(
         options = options or packaged_options(group)
         return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
     return text
+
+
+def comma_message(argument: str) -> str:
+    """One line for `key=a,b` outside a sweep, with the argument to type for one value with a
+    comma in it (a path): quoted for Hydra, then for the shell."""
+    import shlex
+
+    from hymtl.command_app import hydra_quoted
+
+    key, _, value = argument.partition("=")
+    quoted = f"{key}={hydra_quoted(value)}"
+    typed = f'"{quoted}"' if not set('"$`\\!') & set(quoted) else shlex.quote(quoted)
+    return (
+        f"{argument}: a comma separates values, to sweep over (add -m) or of a list "
+        f"({key}=[a,b]); for one value with a comma in it, type {typed}"
+    )
 
 
 def packaged_options(group: str) -> list[str]:

@@ -28,6 +28,26 @@ def extract_features(backbone: nn.Module, loader, device, autocast, desc: str):
     return torch.cat(features), torch.cat(targets)
 
 
+CACHED_AUGMENTATION = "none (cached features of the un-augmented images)"
+
+
+def applied_augmentation(augment: str, cached_features: bool) -> str:
+    """What augmentation the training images actually got (summary.json augmentation_applied):
+    augment.name, except on cached features, which are computed once from un-augmented images."""
+    return CACHED_AUGMENTATION if cached_features else augment
+
+
+def warn_augmentation_dropped(augment: str) -> None:
+    """One warning per run when the feature cache drops the augmentation the config names."""
+    if augment != "none":
+        log.warning(
+            "augment=%s is not applied: model.freeze_backbone=true with feature_cache=true trains "
+            "the head on features of the un-augmented images, computed once; add "
+            "feature_cache=false to augment every epoch (a full backbone pass per image)",
+            augment,
+        )
+
+
 def cached_feature_loaders(
     model: nn.Module,
     splits: DataSplits,

@@ -47,7 +47,9 @@ def short(name: str, limit: int = LABEL_CHARS) -> str:
 
 
 @plain_text
-def plot_curves(rows: list[dict], path: Path, title: str = "") -> Figure:
+def plot_curves(
+    rows: list[dict], path: Path, title: str = "", best_epoch: int | None = None
+) -> Figure:
     """Loss (data loss and penalty) and accuracy per epoch, train and val. Markers on every
     point (a 1-epoch run is one point), whole-number epoch ticks, legends below the axes so
     they never cover a point."""
@@ -67,11 +69,15 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> Figure:
     legend_below(ax_loss, extra=handles)
     ax_acc.plot(epochs, [r["train_acc"] for r in rows], "o-", label="train")
     ax_acc.plot(epochs, [r["val_acc"] for r in rows], "o-", label="val")
-    best = max(rows, key=lambda r: r["val_acc"])
-    best_label = f"best (epoch {best['epoch']})"
+    # The epoch the run selected (by early_stopping.metric); else the best val accuracy.
+    chosen = [row for row in rows if row["epoch"] == best_epoch]
+    best = chosen[0] if chosen else max(rows, key=lambda r: r["val_acc"])
+    best_label = f"selected (epoch {best['epoch']})"
     ax_acc.axvline(best["epoch"], color="gray", lw=0.8, ls=":", label=best_label)
     ax_acc.set(
-        xlabel="epoch", ylabel="accuracy", title=f"accuracy (best val {best['val_acc']:.4f})"
+        xlabel="epoch",
+        ylabel="accuracy",
+        title=f"accuracy (selected epoch: val {best['val_acc']:.4f})",
     )
     legend_below(ax_acc)
     for ax in (ax_loss, ax_acc):

@@ -74,6 +74,7 @@ from hymtl.search_report import (
     trial_runs,
 )
 from hymtl.stats import (
+    MIN_PAIRED_SEEDS,
     mcnemar,
     mean_std,
     p_text,
@@ -195,7 +196,7 @@ def seed_statistics(group: list[Run]) -> dict:
     accuracies = [b["accuracy"] for b in best]
     row["accuracy"] = mean_std(accuracies)
     if len(group) > 1:
-        row["accuracy_ci"], row["ci_method"] = t_interval(accuracies), "t"
+        row["accuracy_ci"], row["ci_method"] = t_interval(accuracies, bounds=(0.0, 1.0)), "t"
     else:  # one run: the only spread left to show is binomial (which images were sampled)
         n = best[0]["n"]
         row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
@@ -258,7 +259,14 @@ def read_val_predictions(run: Run) -> tuple[list[str], list[int]] | None:
 
 
 def paired_t_comparison(reference: list[Run], other: list[Run]) -> dict:
+    """Paired t-test over the shared seeds; with fewer than MIN_PAIRED_SEEDS of them no test is
+    made (p None, "no test possible (2 seeds)"): the difference and its interval are shown,
+    but a p-value on one degree of freedom is no verdict."""
     result = paired_t_test([accuracy(run) for run in reference], [accuracy(run) for run in other])
+    if result["n"] < MIN_PAIRED_SEEDS:
+        reason = f"no test possible ({result['n']} seeds)"
+        shown = "–" if result["p"] is not None else p_text(None)  # or: no variance either
+        return {**result, "p": None, "t": None, "test": reason, "p_text": shown}
     return {
         **result,
         "test": f"paired t-test over {result['n']} seeds",
@@ -499,7 +507,7 @@ def metrics_lines(rows: list[dict], trials: list[dict] = (), tested: bool = Fals
     if by_method["t"]:
         lines.append(
             f"95% CI for {', '.join(by_method['t'])}: t-interval over seeds, "
-            "mean ± t(0.975, n-1)·s/√n."
+            "mean ± t(0.975, n-1)·s/√n, clipped to [0, 100]."
         )
     if by_method["wilson"]:
         lines.append(
@@ -535,8 +543,11 @@ def comparison_lines(rows: list[dict], comparisons: list[dict], tested: bool = F
         "",
         "Δ = regularizer − none, against the `none` row of the same model and epochs (and sweep "
         "dir, for rows shown per sweep dir). Paired t-test: runs paired by seed (seeds present "
-        "in both), interval = paired-difference t-interval. Exact McNemar (one seed): b = images "
-        "only `none` got right, c = images only the other got right, p = two-sided binomial "
+        "in both), interval = paired-difference t-interval; with fewer than "
+        f"{MIN_PAIRED_SEEDS} shared seeds no test is made (a t-test on 1 degree of freedom is "
+        "no verdict), the difference and its interval are still shown. Exact McNemar (one "
+        "seed): b = images only `none` got right, c = images only the other got right, p = "
+        "two-sided binomial "
         "test of min(b, c) out of b + c; interval = Wald interval for paired proportions. "
         "No correction for testing several regularizers.",
     ]

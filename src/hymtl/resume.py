@@ -134,7 +134,8 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
         if summary.get("stopped_early_at") and not extended:
             raise NothingToResume(
                 f"resume={display_path(run_dir)}: the run stopped early after epoch "
-                f"{summary['stopped_early_at']}; nothing to do (add epochs=N to train it further)"
+                f"{summary['stopped_early_at']}; nothing to do (add epochs=N to train it further: "
+                "early stopping's patience count then restarts after that epoch)"
             )
         if checkpoint["epoch"] >= resumed.epochs:
             raise NothingToResume(

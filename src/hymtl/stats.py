@@ -18,11 +18,20 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """mean ± t_{(1+confidence)/2, n-1}·s/√n over n ≥ 2 values."""
+def t_interval(
+    values: list[float], confidence: float = 0.95, bounds: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """mean ± t_{(1+confidence)/2, n-1}·s/√n over n ≥ 2 values, clipped to `bounds` when given
+    (an accuracy's interval to (0, 1): over few seeds the t-interval can pass 100%)."""
     mean, std = statistics.fmean(values), statistics.stdev(values)
     half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * std / math.sqrt(len(values))
-    return float(mean - half), float(mean + half)
+    low, high = float(mean - half), float(mean + half)
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return low, high
+
+
+MIN_PAIRED_SEEDS = 3  # fewer paired values: no test verdict (a t-test on 1 degree of freedom)
 
 
 def paired_t_test(reference: list[float], other: list[float]) -> dict:

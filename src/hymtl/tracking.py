@@ -66,6 +66,7 @@ class Trackers:
 
     def __init__(self, trackers: list) -> None:
         self.active = trackers
+        self.off: list[str] = []  # "NAME: why", for summary.json and the sweep's last lines
 
     def run_ids(self) -> dict[str, str]:
         """What last.pt keeps so that resume= continues the same tracker runs."""
@@ -88,6 +89,7 @@ class Trackers:
             except Exception as error:
                 self.active.remove(tracker)
                 first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                self.off.append(f"{tracker.name}: {first_line[:300]}")
                 log.warning(
                     "%s stopped mirroring this run (%s); the run dir alone records the rest",
                     tracker.name,
@@ -112,6 +114,7 @@ def open_trackers(cfg: DictConfig, run_dir: Path, resumed: dict | None) -> Track
             trackers.active.append(maker(cfg, run_dir, previous_ids, resumed))
         except Exception as error:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            trackers.off.append(f"{maker.name}: {first_line[:300]}")
             log.warning(
                 "%s is off for this run (%s); the run dir records it as always",
                 maker.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -38,6 +40,21 @@ def check_reachable(tracking_uri: str) -> None:
         raise ConnectionError(f"tracking server {tracking_uri} is unreachable: {reason}") from None
 
 
+@contextlib.contextmanager
+def store_lock(uri: str | None):
+    """Hold an exclusive lock beside a local SQLite store (DB.lock) while it may be created:
+    jobs of a sweep that start together would otherwise run MLflow's schema migration at the
+    same time, and all but one would find a half-made store and log nothing."""
+    if not uri or not uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{database}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
+
+
 class MlflowTracker:
     """One MLflow run per hymtl run: params = the flattened config, metrics per epoch with
     step=epoch, final metrics, the run dir's final files as artifacts, status as summary.json."""
@@ -56,11 +73,13 @@ class MlflowTracker:
         check_reachable(uri)
         self.client = MlflowClient(tracking_uri=uri)
         self.log_checkpoints = cfg.logger.log_checkpoints
-        self.run_id = self.continued_run(previous_ids.get("mlflow_run_id"))
+        with store_lock(uri):  # the first job to touch a new store creates it, alone
+            self.run_id = self.continued_run(previous_ids.get("mlflow_run_id"))
+            if self.run_id is None:
+                context = run_context(cfg)
+                experiment_id = self.experiment_id(experiment_name(cfg, context), uri)
+                run = self.client.create_run(experiment_id, run_name=display_path(run_dir))
         if self.run_id is None:
-            context = run_context(cfg)
-            experiment_id = self.experiment_id(experiment_name(cfg, context), uri)
-            run = self.client.create_run(experiment_id, run_name=display_path(run_dir))
             self.run_id = run.info.run_id
             self.log_params(flatten(to_plain_dict(cfg)))
             git = git_state(Path(__file__).parent) or {}

@@ -33,6 +33,7 @@ from hymtl.artifacts import (
     build_summary,
     classification_metrics,
     load_checkpoint,
+    remove_stale_temp_files,
     save_checkpoint,
     write_json,
     write_plots,
@@ -41,12 +42,19 @@ from hymtl.artifacts import (
 )
 from hymtl.calibration import calibration_metrics
 from hymtl.callbacks import RunStartGuard, SweepOutcome
-from hymtl.config import check_config, override_problem, register_resolvers, to_plain_dict
+from hymtl.config import (
+    check_config,
+    multirun_problem,
+    override_problem,
+    register_resolvers,
+    to_plain_dict,
+)
 from hymtl.data import DataSplits, make_loader
 from hymtl.dataset_identity import brief, check_same_data, kept_run_problem, splits_identity
-from hymtl.features import cached_feature_loaders
+from hymtl.features import applied_augmentation, cached_feature_loaders, warn_augmentation_dropped
+from hymtl.inference import one_line  # a failure's reason: every line of it, in one
 from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
-from hymtl.losses import build_criterion, should_stop
+from hymtl.losses import build_criterion, evaluation_criterion, is_better, should_stop
 from hymtl.regularizers import Regularizer, weight_statistics
 from hymtl.resume import (
     NothingToResume,
@@ -158,7 +166,15 @@ class Progress:
     start_epoch: int = 1
     epoch: int = 0  # the epoch in flight
     stopped_early_at: int | None = None
-    best: dict = field(default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None})
+    # the selected epoch (best.pt): its accuracy, its evaluation and `value`, the value of the
+    # selection metric (early_stopping.metric) it was chosen by
+    best: dict = field(
+        default_factory=lambda: {"val_acc": -1.0, "epoch": 0, "eval": None, "value": None}
+    )
+    # early stopping counts epochs without improvement from this epoch at the earliest: the
+    # epoch an early-stopped run was extended after (0: from the start)
+    patience_since: int = 0
+    checkpoint_epochs: int | None = None  # a resumed run: `epochs` of the config last.pt holds
     last_eval: dict | None = None  # the latest epoch's evaluation
     tracking: dict = field(default_factory=dict)  # tracker run ids, so resume= continues them
     # resume_allow_data_change=true: each time a resume went on with other images, and how
@@ -238,6 +254,7 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     cached_features = cfg.model.freeze_backbone and cfg.feature_cache
     if cached_features:
         # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
+        warn_augmentation_dropped(augment)
         step_model, train_loader, val_loader = cached_feature_loaders(
             model,
             splits,
@@ -333,6 +350,7 @@ def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Pro
         "val_acc": resumed["best_val_acc"],
         "epoch": resumed["best_epoch"],
         "eval": resumed["best_eval"],
+        "value": best_value(resumed),
     }
     if runtime.ranks.is_main:
         truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
@@ -343,7 +361,21 @@ def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Pro
         best=best,
         last_eval=resumed["last_eval"],
         data_changes=list(resumed.get("data_changes") or []),
+        patience_since=resumed.get("patience_since") or 0,
+        checkpoint_epochs=resumed["config"].get("epochs"),
     )
+
+
+def best_value(resumed: dict) -> float | None:
+    """The selection metric's value at the selected epoch, as last.pt saved it; from a
+    checkpoint of an older hymtl (which chose best.pt by accuracy whatever the metric), the
+    value of the epoch that best.pt holds."""
+    if "best_value" in resumed:
+        return resumed["best_value"]
+    if resumed["best_eval"] is None:
+        return None
+    metric = ((resumed["config"].get("early_stopping") or {}).get("metric")) or "val_acc"
+    return resumed["best_val_acc"] if metric == "val_acc" else resumed["best_eval"]["loss"]
 
 
 def check_resumed_data(cfg, parts: Parts, resumed: dict, run_dir: Path) -> str | None:
@@ -377,6 +409,8 @@ def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
         "best_val_acc": progress.best["val_acc"],
         "best_epoch": progress.best["epoch"],
         "best_eval": progress.best["eval"],
+        "best_value": progress.best["value"],  # of the selection metric (early_stopping.metric)
+        "patience_since": progress.patience_since,
         "last_eval": progress.last_eval,
         "config": to_plain_dict(cfg),
         "class_names": parts.splits.classes,
@@ -398,9 +432,14 @@ def non_finite_tensor(model: nn.Module) -> str | None:
 def fit(
     cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, metrics, trackers
 ) -> None:
-    """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint."""
+    """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint. best.pt is
+    the epoch early_stopping.metric chose (the one selection metric, for early stopping too)."""
     ranks, device = runtime.ranks, runtime.device
     save = ranks.is_main  # the run dir is rank 0's
+    metric = selection_metric(cfg)
+    val_criterion = evaluation_criterion()  # val_loss: plain cross-entropy, whatever loss.* says
+    if not continue_after_early_stop(cfg, progress, metrics.rows):
+        return
     for epoch in tqdm(
         range(progress.start_epoch, cfg.epochs + 1),
         desc="epochs",
@@ -450,7 +489,7 @@ def fit(
         val = evaluate(
             parts.eval_model,
             parts.val_loader,
-            parts.criterion,
+            val_criterion,
             device,
             runtime.autocast,
             parts.channels_last,
@@ -471,8 +510,9 @@ def fit(
         }
         metrics.append(row)
         trackers.log_epoch(row)
-        if val["acc"] > progress.best["val_acc"]:
-            progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val}
+        value = row[metric]  # a tie keeps the earlier epoch, as early stopping counts it
+        if is_better(value, progress.best["value"], metric):
+            progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val, "value": value}
             if save:
                 save_checkpoint(run_dir / "best.pt", make_checkpoint(cfg, parts, progress, epoch))
         if save:
@@ -488,15 +528,46 @@ def fit(
             lr,
             row["seconds"],
         )
-        if should_stop(metrics.rows, cfg.early_stopping):
+        if should_stop(metrics.rows, cfg.early_stopping, progress.patience_since):
             progress.stopped_early_at = epoch
             log.info(
                 "early stopping after epoch %d: %s has not improved for %d epochs",
                 epoch,
-                cfg.early_stopping.metric.value,
+                metric,
                 cfg.early_stopping.patience,
             )
             break
+
+
+def selection_metric(cfg) -> str:
+    """The one metric that chooses best.pt and drives early stopping: val_acc (higher is
+    better) or val_loss (lower is better)."""
+    return str(cfg.early_stopping.metric.value)
+
+
+def continue_after_early_stop(cfg, progress: Progress, rows: list[dict]) -> bool:
+    """Whether a resumed run trains on though its metrics.csv already says stop. A run that
+    stopped early and is extended (epochs= larger than the run's) restarts the patience count
+    after its last epoch: it trains early_stopping.patience more epochs without improvement, not
+    one. Not extended (it stopped, then died before its summary): no epoch is trained again."""
+    done = progress.start_epoch - 1
+    if not rows or not should_stop(rows, cfg.early_stopping, progress.patience_since):
+        return True
+    if progress.checkpoint_epochs is not None and cfg.epochs > progress.checkpoint_epochs:
+        progress.patience_since = done
+        log.info(
+            "the run stopped early after epoch %d; extended to %d epochs, it trains until %s "
+            "has not improved for %d epochs counted from epoch %d",
+            done,
+            cfg.epochs,
+            selection_metric(cfg),
+            cfg.early_stopping.patience,
+            done,
+        )
+        return True
+    progress.stopped_early_at = done
+    log.info("the run stopped early after epoch %d: no epoch to train", done)
+    return False
 
 
 def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, extra) -> dict:
@@ -512,6 +583,10 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
         progress.last_eval,
     )
     summary.update(extra)
+    summary["selection_metric"] = selection_metric(cfg)  # chose best.pt; drove early stopping
+    summary["best_val_loss"] = progress.best["eval"]["loss"]  # plain cross-entropy
+    cached = bool(cfg.model.freeze_backbone and cfg.feature_cache)
+    summary["augmentation_applied"] = applied_augmentation(cfg.augment.name.value, cached)
     summary["final_weights"] = weight_statistics(parts.model)
     summary["threads"] = torch.get_num_threads()
     summary["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
@@ -550,7 +625,7 @@ def evaluate_selected_on_test(cfg, parts: Parts, run_dir: Path, runtime: Runtime
     return evaluate(
         parts.model,
         loader,
-        parts.criterion,
+        evaluation_criterion(),
         runtime.device,
         runtime.autocast,
         cfg.channels_last,
@@ -593,7 +668,7 @@ def open_run(cfg: DictConfig, run_dir, overrides) -> tuple[DictConfig, Path, dic
 
 class RunOutcome:
     """Holds the run dir while a run writes it, and makes every way out say how it ended:
-    Ctrl-C/SIGTERM -> summary.json `interrupted` and RunInterrupted with the way on; any
+    Ctrl-C/SIGTERM/SIGHUP -> summary.json `interrupted` and RunInterrupted with the way on; any
     error -> `failed` with its one-line reason. A resumed run's summary.json keeps describing
     it until training starts changing the run. Under torchrun only rank 0 writes."""
 
@@ -607,14 +682,18 @@ class RunOutcome:
 
     def __enter__(self) -> RunOutcome:
         self.lock = RunLock(self.run_dir) if self.owner else None
-        self.previous_sigterm = signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+        if self.lock:  # what a write killed midway left: no other process can be writing now
+            removed = remove_stale_temp_files(self.run_dir, ARTIFACT_FILES)
+            if removed:
+                log.info("removed %s, left by a write that was killed", ", ".join(removed))
+        self.previous_handlers = catch_stop_signals()
         return self
 
     def training(self, progress: Progress) -> None:
         self.stage, self.progress, self.writes_summary = "training", progress, self.owner
 
     def __exit__(self, kind, error, traceback) -> bool:
-        signal.signal(signal.SIGTERM, self.previous_sigterm)
+        restore_signals(self.previous_handlers)
         if self.lock:
             self.lock.release()
         if kind is not None and issubclass(kind, KeyboardInterrupt):
@@ -681,6 +760,7 @@ def train(
             "stopped_early_at": progress.stopped_early_at,
             "data_identity": brief(parts.splits.identity),
             "data_changes": progress.data_changes,
+            "trackers_off": trackers.off,  # logger= asked for them; the run dir has it all
         }
         summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, extra)
         trackers.finish("completed", run_dir, summary)
@@ -701,7 +781,8 @@ def result_line(summary: dict) -> str:
     return (
         f"test acc {test['accuracy']:.4f}, macro F1 {test['macro']['f1']:.4f} on "
         f"{test['n']} test images never used to choose; weights of epoch "
-        f"{summary['best_epoch']}, chosen by select acc {best['accuracy']:.4f}"
+        f"{summary['best_epoch']}, chosen by {summary.get('selection_metric', 'val_acc')} on the "
+        f"select images (select acc {best['accuracy']:.4f})"
     )
 
 
@@ -712,10 +793,6 @@ def interrupted_before_training() -> str:
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
         write_json(run_dir / "summary.json", {"status": "interrupted", "error": message})
     return message
-
-
-def one_line(error: BaseException) -> str:
-    return (f"{type(error).__name__}: {error}".splitlines() or [""])[0]
 
 
 def interrupted_message(stage: str, run_dir: Path) -> str:
@@ -786,7 +863,7 @@ def main(cfg: DictConfig) -> float:
         return float("nan")
     except RunInterrupted as error:
         if speaks:
-            print(f"hymtl: {error}", file=sys.stderr)
+            tell(f"hymtl: {error}")
         sys.exit(130)
     except UserError as error:
         reason = str(error)
@@ -803,19 +880,53 @@ def main(cfg: DictConfig) -> float:
     return float("nan")  # sweepers (Optuna) see a failed trial; SweepOutcome lists it at the end
 
 
-def cli() -> None:
-    """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed."""
-    # SIGTERM (a scheduler, `kill`) is Ctrl-C from the very start, not only once training runs.
-    signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
+def catch_stop_signals() -> dict:
+    """SIGTERM (a scheduler, `kill`) and SIGHUP (the terminal closed) raise KeyboardInterrupt,
+    as Ctrl-C does: the run ends `interrupted`, with the way to resume it. A SIGHUP ignored
+    from the start (nohup) stays ignored. Returns the handlers replaced, for restore_signals."""
+    replaced = {}
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signum == signal.SIGHUP and signal.getsignal(signum) == signal.SIG_IGN:
+            continue
+        replaced[signum] = signal.signal(signum, raise_keyboard_interrupt)
+    return replaced
+
+
+def restore_signals(replaced: dict) -> None:
+    for signum, handler in replaced.items():
+        if handler is not None:  # None: a handler set outside Python, which cannot be restored
+            signal.signal(signum, handler)
+
+
+def tell(line: str) -> None:
+    """A line on stderr, when there is one: after SIGHUP the terminal may be gone (EIO)."""
     try:
-        problem = override_problem(sys.argv[1:])
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def cli() -> None:
+    """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed.
+    Overrides Hydra would refuse (in any job of a sweep, or under `--cfg job` too) are one
+    `hymtl: error:` line and exit status 2 before anything is created."""
+    from hymtl.command_app import literal_values
+
+    # SIGTERM and SIGHUP are Ctrl-C from the very start, not only once training runs.
+    catch_stop_signals()
+    try:
+        # A value Hydra's grammar cannot read (a path with `=`, `[`, `'`, non-ASCII letters)
+        # is quoted, as hymtl predict/evaluate/export do: paths work as typed.
+        argv = literal_values(sys.argv[1:])
+        problem = override_problem(argv) or multirun_problem(argv)
         if problem:
             if distributed.launched_ranks().is_main:
                 print(f"hymtl: error: {problem}", file=sys.stderr)
             sys.exit(2)
+        sys.argv = [sys.argv[0], *argv]  # Hydra reads its arguments from sys.argv
         main()
     except KeyboardInterrupt:  # before train() took over: composing, launching, Hydra's files
-        print(f"hymtl: {interrupted_before_training()}", file=sys.stderr)
+        tell(f"hymtl: {interrupted_before_training()}")
         sys.exit(130)
     if SweepOutcome.failed:
         sys.exit(1)
