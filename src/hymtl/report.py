@@ -594,8 +594,10 @@ def plot_comparison(runs: list[Run], path: Path) -> Figure:
         style["ls"] = "-" if run.status == "completed" else "--"
         ax_acc.plot(epochs, [row["val_acc"] for row in run.metrics], **style)
         ax_loss.plot(epochs, [row["val_loss"] for row in run.metrics], **style)
-    ax_acc.set(xlabel="epoch", ylabel="val accuracy", title="val accuracy per epoch")
-    ax_loss.set(xlabel="epoch", ylabel="val cross-entropy", title="val loss per epoch")
+    # "val" is whatever chose each run's epoch: val/, or the select split (holdout, kfold).
+    which = "val/select images, which choose the epoch"
+    ax_acc.set(xlabel="epoch", ylabel="val accuracy", title=f"val accuracy per epoch ({which})")
+    ax_loss.set(xlabel="epoch", ylabel="val cross-entropy", title=f"val loss per epoch ({which})")
     all_epochs = [row["epoch"] for run in plotted for row in run.metrics]
     for ax in (ax_acc, ax_loss):
         whole_epochs(ax, all_epochs)
