@@ -1614,6 +1614,42 @@ def oneline_stale_temp_file_removed_when_the_run_is_resumed(tmp: Path) -> None:
     check(notes.is_file() and notes.read_text() == "the user's", ".notes.tmp was not kept")
 
 
+# --- 12. sweeps and the stores their jobs share ------------------------------------------------
+
+
+@case
+def sweepstore_constant_subdir_refused_before_any_job(tmp: Path) -> None:
+    sweep_dir = tmp / "sweep"
+    overrides = ("seed=0,1", f"hydra.sweep.dir={sweep_dir}", "hydra.sweep.subdir=same")
+    result = run(train(SHARED.data(), None, *overrides, sweep=True), tmp)
+    expect_refusal(result, mentions=("would share", "hydra.sweep.subdir="))
+    expect_absent(sweep_dir / "same")
+
+
+@case
+def sweepstore_two_jobs_create_one_new_mlflow_store(tmp: Path) -> None:
+    store, sweep_dir = tmp / "mlflow.db", tmp / "sweep"
+    overrides = (
+        "seed=0,1",
+        "logger=mlflow",
+        f"logger.tracking_uri=sqlite:///{store}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
+    result = run(train(SHARED.data(), None, *overrides, sweep=True), tmp)
+    expect_success(result)
+    check("tracker was off" not in result.stderr, f"a tracker was off: {tail(result.stderr)}")
+    for job in ("0", "1"):
+        found = expect_status(sweep_dir / job, "completed")
+        check(not found.get("trackers_off"), f"job {job}: trackers_off {found.get('trackers_off')}")
+    from mlflow import MlflowClient  # the [track] extra, as logger=mlflow itself needs
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    check(len(runs) == 2, f"{len(runs)} MLflow runs in the new store, expected 2")
+
+
 # --- running the suite -----------------------------------------------------------------------
 
 

@@ -71,9 +71,10 @@ class MlflowTracker:
             os.environ.setdefault(key, value)
         uri = cfg.logger.tracking_uri
         check_reachable(uri)
-        self.client = MlflowClient(tracking_uri=uri)
         self.log_checkpoints = cfg.logger.log_checkpoints
         with store_lock(uri):  # the first job to touch a new store creates it, alone
+            self.client = MlflowClient(tracking_uri=uri)
+            self.client.search_experiments(max_results=1)  # makes (migrates) the store now
             self.run_id = self.continued_run(previous_ids.get("mlflow_run_id"))
             if self.run_id is None:
                 context = run_context(cfg)
