@@ -294,6 +294,11 @@ def metrics_epochs(run_dir: Path) -> list[int]:
         return []
 
 
+def metrics_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
 def has_metrics_row(run_dir: Path) -> Callable[[], bool]:
     return lambda: len(metrics_epochs(run_dir)) >= 1
 
@@ -1648,6 +1653,34 @@ def sweepstore_two_jobs_create_one_new_mlflow_store(tmp: Path) -> None:
     client = MlflowClient(tracking_uri=f"sqlite:///{store}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     check(len(runs) == 2, f"{len(runs)} MLflow runs in the new store, expected 2")
+
+
+# --- 13. features do what their names say -------------------------------------------------------
+
+
+@case
+def features_val_loss_selects_best_pt_and_stops(tmp: Path) -> None:
+    run_dir = tmp / "run"
+    overrides = ("early_stopping.metric=val_loss", "early_stopping.patience=2", "optimizer.lr=0.05")
+    expect_success(run(train(SHARED.data(), run_dir, *overrides, epochs=6), tmp))
+    found = expect_status(run_dir, "completed")
+    rows = metrics_rows(run_dir)
+    lowest = min(rows, key=lambda row: float(row["val_loss"]))["epoch"]
+    check(found.get("selection_metric") == "val_loss", f"selection {found.get('selection_metric')}")
+    check(
+        str(found.get("best_epoch")) == lowest, f"best_epoch {found.get('best_epoch')} != {lowest}"
+    )
+
+
+@case
+def features_frozen_backbone_records_the_augmentation_that_ran(tmp: Path) -> None:
+    run_dir = tmp / "run"
+    result = run(train(SHARED.data(), run_dir, "model.freeze_backbone=true"), tmp)
+    expect_success(result)
+    applied = expect_status(run_dir, "completed").get("augmentation_applied", "")
+    check(applied.startswith("none"), f"augmentation_applied is {applied!r}")
+    warned = "is not applied" in result.stdout + result.stderr
+    check(warned, "no warning that the augmentation is not applied")
 
 
 # --- running the suite -----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import sys
 import pytest
 import torch
 
+from hymtl import evaluate as evaluate_cli
 from hymtl import export as export_cli
 from hymtl import predict as predict_cli
 from hymtl.artifacts import save_checkpoint
@@ -91,7 +92,9 @@ def test_onnx_logits_match_the_checkpoints_for_any_batch_size(checkpoint, tmp_pa
     import onnx  # the metadata is inside the file too, not only in the JSON beside it
 
     props = {prop.key: prop.value for prop in onnx.load(exported).metadata_props}
-    assert json.loads(props["hymtl.json"]) == json.loads(exported.with_suffix(".json").read_text())
+    beside = json.loads(exported.with_suffix(".json").read_text())
+    assert beside.pop("verification")["labels_agreeing"] == 8  # the JSON beside only
+    assert json.loads(props["hymtl.json"]) == beside
 
     write_class_images(tmp_path / "images", per_class=3, seed=7)
     original = load_trained_model(checkpoint, "cpu")
@@ -106,6 +109,121 @@ def test_onnx_logits_match_the_checkpoints_for_any_batch_size(checkpoint, tmp_pa
         logits = from_onnx.model(batch)
         assert logits.shape == (len(batch), 2)
         torch.testing.assert_close(logits, expected[start : start + len(batch)], atol=1e-4, rtol=0)
+
+
+def bf16_run(tmp_path, checkpoint, root=None):
+    """The checkpoint of a run trained in bf16 (its config says so), with data.root."""
+    config = {**CONFIG, "precision": "bf16", "data": {**CONFIG["data"]}}
+    if root is not None:
+        config["data"]["root"] = str(root)
+    saved = torch.load(checkpoint, weights_only=True)
+    path = tmp_path / "bf16run" / "best.pt"
+    path.parent.mkdir()
+    save_checkpoint(path, {**saved, "config": config})
+    return path
+
+
+def test_predict_in_fp32_is_what_its_export_predicts_label_for_label(checkpoint, tmp_path, capsys):
+    """A run trained in bf16: predict's default (fp32) gives its TorchScript export's labels,
+    and says which precision it used; precision=auto is the run's own (bf16)."""
+    ckpt = bf16_run(tmp_path, checkpoint)
+    exported = tmp_path / "model.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 0
+    images = tmp_path / "images"
+    write_class_images(images, per_class=10, seed=11)
+    capsys.readouterr()
+    for model, out in ((ckpt, "from_ckpt"), (exported, "from_export")):
+        args = [f"ckpt={model}", f"inputs={images}", f"out={tmp_path / out}", "device=cpu"]
+        assert predict_cli.main(args) == 0
+        assert capsys.readouterr().out.rstrip().endswith("(precision fp32)")
+    from_ckpt = predictions(tmp_path / "from_ckpt" / "predictions.csv")
+    from_export = predictions(tmp_path / "from_export" / "predictions.csv")
+    assert len(from_ckpt) == 20
+    assert [(r["file"], r["predicted"]) for r in from_ckpt] == [
+        (r["file"], r["predicted"]) for r in from_export
+    ]
+    for a, b in zip(from_ckpt, from_export):
+        assert list(a) == list(b) == ["file", "predicted", "probability", "p_ants", "p_bees"]
+        assert float(a["p_ants"]) == pytest.approx(float(b["p_ants"]), abs=1e-5)
+    args = [f"ckpt={ckpt}", f"inputs={images}", f"out={tmp_path / 'auto'}", "device=cpu"]
+    assert predict_cli.main([*args, "precision=auto"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("(precision bf16)")
+    assert predict_cli.main([f"ckpt={exported}", f"inputs={images}", "precision=bf16"]) == 2
+    assert "runs in fp32; use precision=fp32" in capsys.readouterr().err
+
+
+def test_export_checks_itself_on_the_runs_val_images(checkpoint, tmp_path, capsys):
+    root = tmp_path / "data"
+    write_class_images(root / "val", per_class=4, seed=12)
+    ckpt = bf16_run(tmp_path, checkpoint, root)
+    exported = tmp_path / "model.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 0
+    assert "differ" not in capsys.readouterr().err
+    metadata = json.loads(exported.with_suffix(".json").read_text())
+    check = metadata["verification"]
+    assert check["inputs"] == f"8 val images in {root / 'val'}"
+    assert check["precision"] == "fp32"
+    assert check["n"] == check["labels_agreeing"] == 8
+    assert 0 <= check["max_abs_probability_difference"] < 1e-4
+    steps = metadata["preprocessing"]["steps"]
+    for words in (
+        "EXIF orientation",
+        "RGB",
+        "shorter side",
+        "bilinear, antialiased",
+        "center crop",
+    ):
+        assert words in steps
+    assert "(x - mean) / std" in steps and "[0, 1]" in steps
+
+
+def test_export_checks_itself_on_random_tensors_without_the_val_images(
+    checkpoint, tmp_path, capsys
+):
+    ckpt = bf16_run(tmp_path, checkpoint, tmp_path / "gone")  # data.root is not here
+    exported = tmp_path / "model.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 0
+    check = json.loads(exported.with_suffix(".json").read_text())["verification"]
+    assert check["inputs"].startswith("8 random normal tensors (seed 0)")
+    assert check["n"] == check["labels_agreeing"] == 8
+
+
+def test_labels_that_differ_are_one_warning_line(checkpoint, tmp_path, monkeypatch, caplog):
+    real = export_cli.load_exported_model
+
+    def swapped(path, device):  # an export whose classes come out in the wrong order
+        loaded = real(path, device)
+        model = loaded.model
+        loaded.model = lambda images: model(images).flip(1)
+        return loaded
+
+    monkeypatch.setattr(export_cli, "load_exported_model", swapped)
+    exported = tmp_path / "model.pt"
+    with caplog.at_level("WARNING", logger="hymtl.export"):
+        assert export_cli.main([f"ckpt={checkpoint}", f"out={exported}"]) == 0
+    [record] = [r for r in caplog.records if r.name == "hymtl.export"]
+    check = json.loads(exported.with_suffix(".json").read_text())["verification"]
+    assert check["labels_agreeing"] < check["n"] == 8
+    assert record.getMessage().startswith(
+        f"{8 - check['labels_agreeing']} of 8 predicted labels differ between {checkpoint} and "
+        "its export in fp32"
+    )
+
+
+def test_evaluate_reports_its_precision(checkpoint, tmp_path):
+    root = tmp_path / "data"
+    write_class_images(root / "val", per_class=3, seed=13)
+    ckpt = bf16_run(tmp_path, checkpoint)
+    for extra, expected in (
+        ([], "fp32"),
+        (["precision=auto"], "bf16"),
+        (["precision=fp32"], "fp32"),
+    ):
+        out = tmp_path / f"eval-{expected}-{len(extra)}"
+        args = [f"ckpt={ckpt}", f"data.root={root}", f"out={out}", "device=cpu", *extra]
+        assert evaluate_cli.main(args) == 0
+        [report] = out.glob("evaluation-val-*.json")
+        assert json.loads(report.read_text())["precision"] == expected
 
 
 def test_onnx_without_the_extra_is_one_line(checkpoint, tmp_path, capsys, monkeypatch):

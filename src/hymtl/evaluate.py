@@ -1,12 +1,16 @@
 """Recompute a trained run's metrics on a split, from its checkpoint alone.
 
     hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path/to/images [split=val] [out=DIR]
+                   [precision=fp32|bf16|fp16|auto]
 
-Uses the run's own evaluation transform, precision, class names and rules for unusable files;
-the split's class folders must match the checkpoint's classes. Prints accuracy and macro F1 and
-writes OUT/evaluation-SPLIT-TIME.json, a new file per call (the same metrics as summary.json's
-best_model; OUT defaults to RUN_DIR/evaluate). A Hydra app (hymtl.command_app): keys and types
-in hymtl.schema's EvaluateConfig, `--help` lists them; `-m ckpt=A/best.pt,B/best.pt` evaluates each.
+Uses the run's own evaluation transform, class names and rules for unusable files; the split's
+class folders must match the checkpoint's classes. precision=fp32 (the default) is exact and
+repeatable, what an exported file computes; auto is the run's own precision (bf16 autocast on
+bf16-capable hardware, as in training). The report records it (`precision`). Prints
+accuracy and macro F1 and writes OUT/evaluation-SPLIT-TIME.json, a new file per call (the same
+metrics as summary.json's best_model; OUT defaults to RUN_DIR/evaluate). A Hydra app
+(hymtl.command_app): keys and types in hymtl.schema's EvaluateConfig, `--help` lists them;
+`-m ckpt=A/best.pt,B/best.pt` evaluates each.
 """
 
 from __future__ import annotations
@@ -34,13 +38,21 @@ from hymtl.data import (
 from hymtl.inference import load_trained_model
 from hymtl.loop import evaluate
 
-USAGE = "hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] [device=auto]"
+USAGE = (
+    "hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] [device=auto] "
+    "[precision=fp32]"
+)
 
 
 def evaluate_checkpoint(
-    checkpoint: str, root: str, split: str = "val", device: str = "auto", batch_size: int = 32
+    checkpoint: str,
+    root: str,
+    split: str = "val",
+    device: str = "auto",
+    batch_size: int = 32,
+    precision="fp32",
 ):
-    loaded = load_trained_model(checkpoint, device)
+    loaded = load_trained_model(checkpoint, device, precision)
     folder = Path(root).expanduser() / split
     if not folder.is_dir():
         folder = Path(root).expanduser()  # a plain folder of class folders
@@ -67,7 +79,13 @@ def evaluate_checkpoint(
     )
     metrics = classification_metrics(result["targets"], result["preds"], classes)
     metrics["calibration"] = calibration_metrics(result["probabilities"], result["targets"])
-    return {"checkpoint": str(checkpoint), "folder": str(folder), "loss": result["loss"], **metrics}
+    return {
+        "checkpoint": str(checkpoint),
+        "folder": str(folder),
+        "precision": loaded.precision,
+        "loss": result["loss"],
+        **metrics,
+    }
 
 
 def report_path(out: Path, split: str) -> Path:
@@ -87,7 +105,9 @@ def run(cfg: DictConfig) -> None:
     problem = writable_folder_problem(out)  # before the work, not after it
     if problem:
         raise UserError(f"out={display_path(out)}: {problem}")
-    report = evaluate_checkpoint(cfg.ckpt, cfg.data.root, cfg.split, cfg.device, cfg.batch_size)
+    report = evaluate_checkpoint(
+        cfg.ckpt, cfg.data.root, cfg.split, cfg.device, cfg.batch_size, cfg.precision
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:

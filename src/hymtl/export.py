@@ -10,6 +10,11 @@ accepts either file. An existing file (the model or its JSON) is refused unless 
 a run's own files (summary.json, last.pt, ...) always. A Hydra app (hymtl.command_app) like
 predict and evaluate: keys and types in hymtl.schema's ExportConfig; `-m format=torchscript,onnx`
 writes both.
+
+Each export is checked against its checkpoint before it is put in place: the checkpoint's model
+(fp32, CPU) and the written file predict the run's val images (DATA_ROOT/val from the run's
+config, where that folder exists; else a few seeded random tensors), and the JSON beside the file
+records how they agree (`verification`). Labels that differ are one warning line.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
 from hymtl.command_app import check_outputs, run_command, write_outputs
-from hymtl.inference import LoadedModel, load_trained_model, one_line
+from hymtl.data import walk_files
+from hymtl.inference import LoadedModel, load_exported_model, load_trained_model, one_line
 
 log = logging.getLogger("hymtl.export")
 USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"
@@ -36,6 +42,15 @@ USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"
 METADATA = "hymtl.json"
 DEFAULT_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 ONNX_EXTRA = "pip install 'hymtl[onnx]' (onnx, onnxruntime, onnxscript)"
+# What hymtl.data's open_rgb and eval_transform do to a file before the model sees it.
+PREPROCESSING_STEPS = (
+    "decode the file, apply its EXIF orientation, convert to 8-bit RGB (16-bit and float grey "
+    "rescaled to 0..255, palette with transparency via RGBA); resize so the shorter side is "
+    "`resize` pixels, keeping the aspect ratio (bilinear, antialiased: torchvision Resize on a "
+    "PIL image); center crop `center_crop` x `center_crop`; scale to float [0, 1] (divide by "
+    "255), channels first; normalize each channel: (x - mean) / std"
+)
+RANDOM_INPUTS = 8  # images of the check when the run's val images are not there
 
 
 @contextlib.contextmanager
@@ -58,6 +73,7 @@ def export_metadata(loaded: LoadedModel, checkpoint: str, kind: str) -> dict:
             "mean": data["mean"],
             "std": data["std"],
             "input": "RGB float tensor N x 3 x H x W in [0, 1], then normalized by mean/std",
+            "steps": PREPROCESSING_STEPS,
         },
         "min_colors": loaded.min_colors,
         "model": loaded.config["model"]["name"],
@@ -188,6 +204,66 @@ def read_exported(path: Path) -> tuple[torch.jit.ScriptModule | OnnxModel, dict]
     return model, json.loads(extra[METADATA])
 
 
+def val_images(loaded: LoadedModel) -> tuple[list[Path], str]:
+    """The run's val images (DATA_ROOT/val of the checkpoint's config) and where they are, or
+    ([], "") when that folder is not here."""
+    root = loaded.config["data"].get("root")
+    if not isinstance(root, str) or not root:
+        return [], ""
+    folder = Path(root).expanduser() / "val"
+    if not folder.is_dir():
+        return [], ""
+    return [Path(file) for file in walk_files(folder)], display_path(folder)
+
+
+@torch.inference_mode()
+def verify_export(loaded: LoadedModel, checkpoint: str, path: Path | str) -> dict:
+    """How the exported file at `path` agrees with the checkpoint's model (fp32, CPU): on the
+    run's val images where they are, else on seeded random tensors. Labels that differ are one
+    warning line (not an error: the file is still written)."""
+    from hymtl.predict import predict  # here: predict imports matplotlib (its grid)
+
+    exported = load_exported_model(Path(path), "cpu")
+    files, where = val_images(loaded)
+    rows_a, rows_b = [], []
+    if files:
+        rows_a, _ = predict(loaded, files)
+        rows_b, _ = predict(exported, files)
+    if rows_a:
+        names = [f"p_{name}" for name in loaded.classes]
+        probs_a = torch.tensor([[row[name] for name in names] for row in rows_a])
+        probs_b = torch.tensor([[row[name] for name in names] for row in rows_b])
+        inputs = f"{len(rows_a)} val images in {where}"
+    else:
+        size = loaded.config["data"]["image_size"]
+        generator = torch.Generator().manual_seed(0)
+        images = torch.randn(RANDOM_INPUTS, 3, size, size, generator=generator)
+        probs_a = loaded.model(images).float().softmax(1)
+        probs_b = exported.model(images).float().softmax(1)
+        inputs = (
+            f"{RANDOM_INPUTS} random normal tensors (seed 0): the run's val images are not here"
+        )
+    labels_a, labels_b = probs_a.argmax(1), probs_b.argmax(1)
+    n, agreeing = len(labels_a), int((labels_a == labels_b).sum())
+    result = {
+        "inputs": inputs,
+        "precision": "fp32",
+        "n": n,
+        "labels_agreeing": agreeing,
+        "max_abs_probability_difference": float((probs_a - probs_b).abs().max()),
+    }
+    if agreeing != n:
+        log.warning(
+            "%d of %d predicted labels differ between %s and its export in fp32 (max |difference "
+            "in probability| %.2g)",
+            n - agreeing,
+            n,
+            display_path(checkpoint),
+            result["max_abs_probability_difference"],
+        )
+    return result
+
+
 def run(cfg: DictConfig) -> None:
     """One export: `cfg.ckpt` as `cfg.format`, into `cfg.out` (UserError: refused)."""
     kind = cfg.format.value
@@ -201,7 +277,7 @@ def run(cfg: DictConfig) -> None:
         raise UserError(f"out={display_path(out)}: .json is the name of the metadata beside it")
     if kind == "onnx":
         require_onnx("format=onnx")  # before the checkpoint is read
-    loaded = load_trained_model(cfg.ckpt, "cpu")
+    loaded = load_trained_model(cfg.ckpt, "cpu", "fp32")
     if not isinstance(loaded.model, torch.nn.Module) or isinstance(
         loaded.model, torch.jit.ScriptModule
     ):
@@ -213,7 +289,9 @@ def run(cfg: DictConfig) -> None:
     found = {}
 
     def write_model(path: str) -> None:
-        found["metadata"] = exporter(loaded, cfg.ckpt, path)
+        metadata = exporter(loaded, cfg.ckpt, path)
+        # Checked in its temporary file, before it is put in place; recorded in the JSON only.
+        found["metadata"] = {**metadata, "verification": verify_export(loaded, cfg.ckpt, path)}
 
     def write_metadata(path: str) -> None:
         Path(path).write_text(json.dumps(found["metadata"], indent=2) + "\n")

@@ -29,6 +29,20 @@ class LoadedModel:
     autocast: object
     channels_last: bool
     min_colors: int  # training's placeholder rule, so predict and evaluate skip the same files
+    precision: str = "fp32"  # what the model runs in: fp32, bf16 or fp16 (autocast)
+
+
+# precision= of predict and evaluate: auto is the run's own (its config's precision, resolved
+# for this device as training resolved it); exported files always run in fp32.
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+
+
+def precision_name(precision) -> str:
+    """A precision= value as its name (the schema's Precision enum, or a plain string)."""
+    name = getattr(precision, "value", precision)
+    if name not in PRECISIONS:
+        raise UserError(f"precision={name} is not one of {', '.join(PRECISIONS)}")
+    return name
 
 
 def one_line(error: BaseException) -> str:
@@ -71,15 +85,21 @@ def check_checkpoint(checkpoint, where: str) -> None:
         raise UserError(f"{not_ours}: its model entry is not a state dict")
 
 
-def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
+def load_exported_model(path: Path, device_name: str, precision="fp32") -> LoadedModel | None:
     """A model `hymtl export` wrote (TorchScript or ONNX, with its metadata), or None for other
-    files. ONNX models run on the CPU whatever `device_name` says (onnxruntime's CPU provider)."""
+    files. ONNX models run on the CPU whatever `device_name` says (onnxruntime's CPU provider).
+    Exported models run in fp32 (auto: the precision they were exported in, fp32)."""
     from hymtl.export import read_exported
 
     exported = read_exported(path)
     if exported is None:
         return None
     model, metadata = exported
+    if precision_name(precision) not in ("fp32", "auto"):
+        raise UserError(
+            f"ckpt={display_path(path)} is a model hymtl export wrote, which runs in fp32; "
+            "use precision=fp32 (or the run's checkpoint for another precision)"
+        )
     prep = metadata["preprocessing"]
     on_cpu = metadata["format"] == "onnx"
     device = torch.device("cpu") if on_cpu else resolve_device(device_name)
@@ -93,18 +113,23 @@ def load_exported_model(path: Path, device_name: str) -> LoadedModel | None:
         autocast_for(device, "fp32"),
         False,
         metadata["min_colors"],
+        "fp32",
     )
 
 
-def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -> LoadedModel:
-    """A run's checkpoint (best.pt, last.pt) or a model `hymtl export` wrote, ready to predict."""
+def load_trained_model(
+    checkpoint_path: str | Path, device_name: str = "auto", precision="auto"
+) -> LoadedModel:
+    """A run's checkpoint (best.pt, last.pt) or a model `hymtl export` wrote, ready to predict,
+    in `precision` (fp32, bf16, fp16; auto: the run's own, as training resolved it here)."""
+    precision = precision_name(precision)
     path = Path(checkpoint_path).expanduser()
     where = f"ckpt={display_path(checkpoint_path)}"
     if path.is_dir():
         raise UserError(f"{where} is a folder; pass the checkpoint file, e.g. {where}/best.pt")
     if not path.is_file():
         raise UserError(f"{where} does not exist; pass ckpt=RUN_DIR/best.pt")
-    exported = load_exported_model(path, device_name)
+    exported = load_exported_model(path, device_name, precision)
     if exported is not None:
         return exported
     try:
@@ -129,7 +154,9 @@ def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     model = model.to(device).eval()
-    precision = resolve_precision(config.get("precision", "fp32"), device)
+    if precision == "auto":
+        precision = config.get("precision", "fp32")
+    precision = resolve_precision(precision, device)
     transform = eval_transform(
         data_cfg["resize_size"], data_cfg["image_size"], data_cfg["mean"], data_cfg["std"]
     )
@@ -143,4 +170,5 @@ def load_trained_model(checkpoint_path: str | Path, device_name: str = "auto") -
         channels_last,
         # Checkpoints written before min_colors existed were trained with its default.
         data_cfg.get("min_colors", DataConfig.min_colors),
+        precision,
     )

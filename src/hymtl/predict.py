@@ -1,6 +1,7 @@
 """Predict classes for new images with a trained run's checkpoint.
 
     hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]
+                  [precision=fp32|bf16|fp16|auto]
     hymtl predict -m ckpt=RUN_A/best.pt,RUN_B/best.pt inputs=IMAGE_OR_FOLDER   (one job each)
 
 Writes OUT/predictions.csv (file, predicted class, probability, one column per class) and
@@ -12,6 +13,10 @@ overwrite=true, and a run's own folder always (its predictions.png is the run's)
 Folders are listed like training's (hidden names ignored, each real directory once), and files
 training would skip (undecodable, or placeholders with fewer than the run's data.min_colors
 colours) are skipped with one warning naming them.
+
+precision=fp32 (the default) runs the model in fp32: exact, repeatable, and what an exported
+file computes; auto is the run's own precision (bf16 autocast on bf16-capable hardware, as in
+training). The precision used is in the grid's title and on the line printed at the end.
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ from hymtl.data import (
 from hymtl.inference import load_trained_model
 from hymtl.plots import make_prediction_grid
 
-USAGE = "hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto]"
+USAGE = (
+    "hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto] "
+    "[precision=fp32]"
+)
 FILES = ("predictions.csv", "predictions.png")
 
 
@@ -125,7 +133,7 @@ def run(cfg: DictConfig) -> None:
     # Refused before anything is read: a run's own folder, files there, a folder not writable.
     hint = f" (without out=, a new folder per call in {display_path(ckpt.parent / 'predict')}/)"
     check_outputs([out / name for name in FILES], cfg.overwrite, given, (ckpt,), hint)
-    loaded = load_trained_model(cfg.ckpt, cfg.device)
+    loaded = load_trained_model(cfg.ckpt, cfg.device, cfg.precision)
     rows, skipped = predict(loaded, list_inputs(cfg.inputs), cfg.batch_size)
     warn_skipped(skipped)
     if not rows:
@@ -142,13 +150,17 @@ def run(cfg: DictConfig) -> None:
             [row["predicted"] for row in shown],
             [row["probability"] for row in shown],
             path,
-            f"predictions of {display_path(cfg.ckpt)}",  # matplotlib cannot draw non-UTF-8
+            # matplotlib cannot draw non-UTF-8
+            f"predictions of {display_path(cfg.ckpt)} ({loaded.precision})",
         )
 
     write_outputs(
         {csv_path: lambda path: write_predictions(rows, path), grid_path: draw}, cfg.overwrite
     )
-    print(f"{len(rows)} predictions -> {display_path(csv_path)}, grid -> {display_path(grid_path)}")
+    print(
+        f"{len(rows)} predictions -> {display_path(csv_path)}, grid -> {display_path(grid_path)} "
+        f"(precision {loaded.precision})"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -233,6 +233,8 @@ class PredictConfig:
     device: str = "auto"  # auto = CUDA if present, else CPU; or cpu, cuda, cuda:N
     batch_size: int = 32
     overwrite: bool = False  # with out=: replace its predictions.csv/.png (never a run's files)
+    # fp32: exact and repeatable, what an exported file computes; auto: the run's own precision
+    precision: Precision = Precision.fp32
 
 
 @dataclass
@@ -248,6 +250,8 @@ class EvaluateConfig:
     out: str | None = None  # null: RUN_DIR/evaluate, beside the checkpoint
     device: str = "auto"
     batch_size: int = 32
+    # fp32: exact and repeatable, what an exported file computes; auto: the run's own precision
+    precision: Precision = Precision.fp32
 
 
 class ExportFormat(Enum):
