@@ -137,7 +137,7 @@ def test_help_lists_the_keys_with_their_defaults(tmp_path):
     assert result.returncode == 0
     assert result.stdout.startswith("hymtl evaluate: a run's metrics again, on any split\n")
     lines = result.stdout.splitlines()
-    keys = lines[lines.index("Keys and defaults (??? = required):") + 2 :][:8]
+    keys = lines[lines.index("Keys and defaults (??? = required):") + 2 :][:9]
     assert keys == [
         "ckpt: ???",
         "data:",
@@ -146,6 +146,7 @@ def test_help_lists_the_keys_with_their_defaults(tmp_path):
         "out: null",
         "device: auto",
         "batch_size: 32",
+        "precision: fp32",
         "",
     ]
 

@@ -38,6 +38,7 @@ def test_evaluate_reproduces_the_summary(trained_run, tmp_path, capsys):
     report = json.loads(report_file.read_text())
     best = summary["best_model"]
     assert report["n"] == summary["n_val"] == 13
+    assert report["precision"] == "fp32"  # the default, whatever the run's precision
     assert report["confusion_matrix"] == best["confusion_matrix"]
     assert report["accuracy"] == pytest.approx(best["accuracy"])
     assert report["macro"] == pytest.approx(best["macro"])
