@@ -109,8 +109,8 @@ def test_two_runs_mirrored_into_mlflow_and_tensorboard(image_root, tmp_path):
         assert run.data.tags["regularizer"] == "none"
         artifacts = sorted(item.path for item in client.list_artifacts(run.info.run_id))
         assert artifacts == sorted(
-            ["confusion_matrix.png", "curves.png", "errors.png", "predictions.png"]
-            + ["summary.json", "val_predictions.csv"]
+            ["calibration.png", "confusion_matrix.png", "curves.png", "errors.png"]
+            + ["predictions.png", "summary.json", "val_predictions.csv"]
         )
     summary = json.loads((tmp_path / "first" / "summary.json").read_text())
     assert runs[0].data.tags["mlflow.source.git.commit"] == summary["provenance"]["git"]["commit"]
