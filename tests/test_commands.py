@@ -113,7 +113,11 @@ def test_jobs_of_a_sweep_over_one_checkpoint_keep_each_output(tmp_path):
 @pytest.mark.parametrize(
     "program, typed, expected",
     [
-        ("predict", "", "batch_size= ckpt= device= hydra hydra. inputs= out= overwrite="),
+        (
+            "predict",
+            "",
+            "batch_size= ckpt= device= hydra hydra. inputs= out= overwrite= precision=",
+        ),
         ("predict", "ckpt=x.pt dev", "device="),
         ("evaluate", "ckpt=x.pt data.", "data.root="),
         ("evaluate", "sp", "split="),
