@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from hymtl.toydata import make_toy_image_folder
+from hymtl.data.toydata import make_toy_image_folder
 
 SUMMARY_KEYS = ("best_epoch", "best_val_acc", "best_model", "final_model", "final_weights")
 SUMMARY_KEYS += ("test", "calibration")

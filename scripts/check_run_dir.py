@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from hymtl.artifacts import check_run_dir
+from hymtl.run.artifacts import check_run_dir
 
 
 def main() -> int:

@@ -97,7 +97,7 @@ add_row "versions and device" "$versions" ""
 
 # 2. One epoch on a generated folder, then the run directory's own check.
 toy=$out/toy_images
-"$python" -c "import sys; from hymtl.toydata import make_toy_image_folder as m; m(sys.argv[1], 24, 12)" "$toy"
+"$python" -c "import sys; from hymtl.data.toydata import make_toy_image_folder as m; m(sys.argv[1], 24, 12)" "$toy"
 if step run_1_epoch 120 "$python" -m hymtl.train data.root="$toy" epochs=1 device="$device" \
     model=resnet18 model.pretrained=false "hydra.run.dir=$out/run_1_epoch" "${toy_size[@]}" \
   && run_seconds=$step_seconds \

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from hymtl.toydata import make_toy_image_folder
+from hymtl.data.toydata import make_toy_image_folder
 
 FAST = [
     "data=imagefolder",
@@ -1458,7 +1458,7 @@ def plots_matplotlibrc_asking_for_latex(tmp: Path) -> None:
 
 @case
 def plots_forty_tiny_classes(tmp: Path) -> None:
-    from hymtl.toydata import write_class_images
+    from hymtl.data.toydata import write_class_images
 
     names = [f"class_{index:02}" for index in range(40)]
     write_class_images(tmp / "data" / "train", classes=names, per_class=2, seed=1)

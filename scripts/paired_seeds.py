@@ -6,7 +6,8 @@
 
 Every summary.json under the --a and --b folders counts; runs are paired by seed (and must be
 completed). Prints a markdown table: best val accuracy per seed, mean ± sd, the mean paired
-difference b - a with its 95% t-interval, and the paired t-test p-value (hymtl.stats, the same
+difference b - a with its 95% t-interval, and the paired t-test p-value 
+(hymtl.reporting.stats, the same
 test and formatting as hymtl.report).
 """
 
@@ -17,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from hymtl.stats import mean_std, p_text, paired_t_test, percent, percent_mean_std
+from hymtl.reporting.stats import mean_std, p_text, paired_t_test, percent, percent_mean_std
 
 
 def accuracies_by_seed(folders: list[str], regularizer: str | None, side: str) -> dict[int, float]:

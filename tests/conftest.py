@@ -11,7 +11,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 import hymtl.train  # noqa: F401  (registers the schema in Hydra's ConfigStore)
-from hymtl.toydata import make_toy_image_folder, write_class_images  # noqa: F401
+from hymtl.data.toydata import make_toy_image_folder, write_class_images  # noqa: F401
 
 # Small images keep a ResNet-18 epoch on CPU to a second or two.
 TINY = [

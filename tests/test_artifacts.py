@@ -1,7 +1,7 @@
 import pytest
 
-from hymtl.artifacts import MetricsLog, classification_metrics, read_metrics, write_json
-from hymtl.plots import choose_grid_indices, grid_caption
+from hymtl.run.artifacts import MetricsLog, classification_metrics, read_metrics, write_json
+from hymtl.training.plots import choose_grid_indices, grid_caption
 
 
 def test_metrics_on_a_known_confusion_matrix():
@@ -64,9 +64,9 @@ def test_grid_mix_matches_the_model_per_class_and_correctness():
 
 
 def test_data_fingerprint_names_the_images_and_nothing_else(tmp_path):
-    from hymtl.artifacts import data_fingerprint
     from hymtl.data import load_data
-    from hymtl.toydata import make_toy_image_folder
+    from hymtl.data.toydata import make_toy_image_folder
+    from hymtl.run.artifacts import data_fingerprint
 
     def fingerprint(root):
         return data_fingerprint(load_data("imagefolder", str(root), cache_images=False))
@@ -81,7 +81,7 @@ def test_data_fingerprint_names_the_images_and_nothing_else(tmp_path):
 def test_git_state_of_a_checkout_and_of_no_checkout(tmp_path):
     from pathlib import Path
 
-    from hymtl.artifacts import git_state
+    from hymtl.run.artifacts import git_state
 
     assert git_state(tmp_path) is None
     state = git_state(Path(__file__).parent)

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from hymtl.calibration import calibration_metrics
-from hymtl.plots import plot_reliability
+from hymtl.training.calibration import calibration_metrics
+from hymtl.training.plots import plot_reliability
 
 # Two classes, top-1 confidences 0.9, 0.9, 0.6, 0.6: the 0.9 ones right and right, the 0.6
 # ones right and wrong (the last row predicts class 1, the target is 0).

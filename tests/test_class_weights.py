@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import hymtl.train
-from hymtl.losses import build_criterion, evaluation_criterion
 from hymtl.train import train
+from hymtl.training.losses import build_criterion, evaluation_criterion
 
 from .conftest import TINY, compose_config
 

@@ -12,9 +12,10 @@ import torch
 
 from hymtl import UserError
 from hymtl import predict as predict_cli
-from hymtl.artifacts import save_checkpoint
-from hymtl.command_app import hydra_quoted, literal_values, write_outputs
-from hymtl.models import build_model
+from hymtl.cli.app import literal_values, write_outputs
+from hymtl.config.compose import hydra_quoted
+from hymtl.run.artifacts import save_checkpoint
+from hymtl.training.models import build_model
 
 from .conftest import write_class_images
 

@@ -3,7 +3,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from hymtl import UserError
-from hymtl.config import check_config
+from hymtl.run.checks import check_config
 from hymtl.train import build
 
 from .conftest import compose_config
@@ -151,15 +151,15 @@ def test_regularization_study_experiment():
 def test_auto_settings_resolve_per_device(monkeypatch):
     import torch
 
-    from hymtl.runtime import resolve_num_workers, resolve_precision
+    from hymtl.training.runtime import resolve_num_workers, resolve_precision
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert resolve_num_workers(None, cpu) == 0 and resolve_num_workers(3, cpu) == 3
     assert 1 <= resolve_num_workers(None, cuda) <= 8
     assert resolve_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr("hymtl.runtime.cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr("hymtl.training.runtime.cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16"
-    monkeypatch.setattr("hymtl.runtime.cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr("hymtl.training.runtime.cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", cpu) == "fp32"
     monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
     assert resolve_precision("auto", cuda) == "fp16"
@@ -167,7 +167,7 @@ def test_auto_settings_resolve_per_device(monkeypatch):
 
 TRAINING_STEP_FAULTS = """
 import resource, torch, torchvision
-from hymtl.runtime import reuse_freed_memory
+from hymtl.training.runtime import reuse_freed_memory
 
 model = torchvision.models.resnet18(num_classes=2)
 images = torch.randn(2, 3, 128, 128)

@@ -6,8 +6,8 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from hymtl.callbacks import quiet_third_party_logging
-from hymtl.config import job_tag
+from hymtl.run.callbacks import quiet_third_party_logging
+from hymtl.run.resolvers import job_tag
 
 from .conftest import compose_config
 

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from hymtl import UserError
-from hymtl.artifacts import write_val_predictions
 from hymtl.data import display_path, load_data, walk_files
+from hymtl.run.artifacts import write_val_predictions
 
 from .conftest import write_class_images
 

@@ -1,5 +1,5 @@
 """A run records what it trained on; a resume or a kept sweep job on other data is refused
-(hymtl/dataset_identity.py), and a run dir never lies inside its data root (or around it)."""
+(hymtl/data/identity.py), and a run dir never lies inside its data root (or around it)."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import shutil
 import pytest
 
 from hymtl import UserError
-from hymtl.dataset_identity import check_same_data, data_identity, file_signature, image_changes
-from hymtl.rundir import data_root_overlap
-from hymtl.toydata import make_toy_image_folder
+from hymtl.data.identity import check_same_data, data_identity, file_signature, image_changes
+from hymtl.data.toydata import make_toy_image_folder
+from hymtl.run.rundir import data_root_overlap
 from hymtl.train import train
 
 from .conftest import TINY, compose_config

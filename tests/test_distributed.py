@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-from hymtl.distributed import Ranks, gather_evaluation, val_shard
+from hymtl.training.distributed import Ranks, gather_evaluation, val_shard
 
 from .conftest import TINY, make_toy_image_folder
 

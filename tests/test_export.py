@@ -15,10 +15,10 @@ import torch
 from hymtl import evaluate as evaluate_cli
 from hymtl import export as export_cli
 from hymtl import predict as predict_cli
-from hymtl.artifacts import save_checkpoint
 from hymtl.data import open_rgb
-from hymtl.inference import load_trained_model
-from hymtl.models import build_model
+from hymtl.inference.loading import load_trained_model
+from hymtl.run.artifacts import save_checkpoint
+from hymtl.training.models import build_model
 
 from .conftest import write_class_images
 

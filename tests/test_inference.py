@@ -16,7 +16,7 @@ from .conftest import TINY, compose_config
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from hymtl.toydata import make_toy_image_folder
+    from hymtl.data.toydata import make_toy_image_folder
 
     root = make_toy_image_folder(tmp_path_factory.mktemp("data") / "images")
     # A val file whose name is not UTF-8 goes through training, val_predictions.csv and predict.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hymtl.search_report import ResumableTPESampler, resumed_seed
+from hymtl.reporting.search import ResumableTPESampler, resumed_seed
 
 from .conftest import TINY
 
@@ -95,7 +95,7 @@ def search_dir(overrides):
 
 
 def test_the_search_study_is_keyed_by_data_model_epochs_and_protocol(tmp_path):
-    from hymtl.toydata import write_class_images
+    from hymtl.data.toydata import write_class_images
 
     for name in ("a", "b"):
         write_class_images(tmp_path / name, per_class=3)
@@ -116,7 +116,7 @@ def test_the_search_study_is_keyed_by_data_model_epochs_and_protocol(tmp_path):
 @pytest.mark.slow
 def test_the_same_search_on_two_data_roots_makes_two_studies(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    from hymtl.toydata import make_toy_image_folder
+    from hymtl.data.toydata import make_toy_image_folder
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     for name in ("first", "second"):

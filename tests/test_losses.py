@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import hymtl.train
-from hymtl.losses import build_criterion, class_weights, epochs_without_improvement
-from hymtl.resume import NothingToResume
+from hymtl.run.resume import NothingToResume
 from hymtl.train import train
+from hymtl.training.losses import build_criterion, class_weights, epochs_without_improvement
 
 from .conftest import TINY, compose_config
 

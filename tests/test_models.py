@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from hymtl import UserError
-from hymtl.models import build_model, find_head
+from hymtl.training.models import build_model, find_head
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_head_finder_needs_a_linear():
 
 
 def test_weights_path_that_is_no_file_is_one_line(tmp_path):
-    from hymtl.models import read_state_dict
+    from hymtl.training.models import read_state_dict
 
     with pytest.raises(UserError, match="is not a regular file"):
         read_state_dict(tmp_path)

@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from hymtl.artifacts import remove_stale_temp_files
-from hymtl.config import (
+from hymtl.config.compose import (
     hydra_search_path,
     multirun_problem,
     override_problem,
     sweep_samples,
     typed_overrides,
 )
-from hymtl.rundir import ARTIFACT_FILES
+from hymtl.run.artifacts import remove_stale_temp_files
+from hymtl.run.rundir import ARTIFACT_FILES
 from hymtl.train import RunInterrupted, RunOutcome, catch_stop_signals, restore_signals
 
 from .conftest import run_cli

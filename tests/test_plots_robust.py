@@ -16,10 +16,11 @@ import torch
 from matplotlib.text import Text
 from PIL import Image
 
-import hymtl.artifacts
-from hymtl.artifacts import write_plots
-from hymtl.calibration import calibration_metrics
-from hymtl.plots import (
+import hymtl.run.artifacts
+from hymtl.run.artifacts import write_plots
+from hymtl.train import train
+from hymtl.training.calibration import calibration_metrics
+from hymtl.training.plots import (
     MAX_FIGURE_INCHES,
     make_prediction_grid,
     most_confused_pairs,
@@ -27,7 +28,6 @@ from hymtl.plots import (
     plot_curves,
     plot_reliability,
 )
-from hymtl.train import train
 
 from .conftest import TINY, compose_config
 
@@ -174,7 +174,7 @@ def warnings_of(caplog) -> list[str]:
 
 def test_write_plots_draws_every_picture(tmp_path, caplog):
     summary, rows, reported, cfg = fake_run()
-    with caplog.at_level(logging.WARNING, logger="hymtl.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         write_plots(summary, rows, reported, cfg, tmp_path, "resnet18 · $x_$ · seed=0")
     for picture in PICTURES + ["calibration.png"]:
         assert (tmp_path / picture).read_bytes()[:8] == PNG
@@ -184,7 +184,7 @@ def test_write_plots_draws_every_picture(tmp_path, caplog):
 def test_a_picture_that_cannot_be_written_is_one_warning(tmp_path, caplog):
     summary, rows, reported, cfg = fake_run()
     (tmp_path / "curves.png").mkdir()  # where the curves should go
-    with caplog.at_level(logging.WARNING, logger="hymtl.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         write_plots(summary, rows, reported, cfg, tmp_path, "run")
     [warning] = warnings_of(caplog)
     assert warning.startswith("could not draw curves.png (IsADirectoryError: ")
@@ -197,10 +197,10 @@ def test_a_picture_that_raises_is_one_warning_on_one_line(tmp_path, caplog, monk
     def broken(*args, **kwargs):
         raise ValueError("\nmathtext says:\n  x_\n   ^\n")
 
-    monkeypatch.setattr(hymtl.artifacts, "plot_confusion_matrix", broken)
-    monkeypatch.setattr(hymtl.artifacts, "plot_reliability", broken)
+    monkeypatch.setattr(hymtl.run.artifacts, "plot_confusion_matrix", broken)
+    monkeypatch.setattr(hymtl.run.artifacts, "plot_reliability", broken)
     summary, rows, reported, cfg = fake_run()
-    with caplog.at_level(logging.WARNING, logger="hymtl.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         write_plots(summary, rows, reported, cfg, tmp_path, "run")
     assert warnings_of(caplog) == [
         f"could not draw {name} (ValueError: mathtext says: x_ ^); the run completes without it"
@@ -218,7 +218,7 @@ def test_ctrl_c_while_drawing_is_not_swallowed(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hymtl.artifacts, "plot_curves", interrupted)
+    monkeypatch.setattr(hymtl.run.artifacts, "plot_curves", interrupted)
     summary, rows, reported, cfg = fake_run()
     with pytest.raises(KeyboardInterrupt):
         write_plots(summary, rows, reported, cfg, tmp_path, "run")
@@ -252,9 +252,9 @@ def test_a_picture_that_fails_leaves_the_run_completed(image_root, tmp_path, mon
     def broken(*args, **kwargs):
         raise RuntimeError("no room for this picture")
 
-    monkeypatch.setattr(hymtl.artifacts, "plot_confusion_matrix", broken)
+    monkeypatch.setattr(hymtl.run.artifacts, "plot_confusion_matrix", broken)
     run_dir = tmp_path / "run"
-    with caplog.at_level(logging.WARNING, logger="hymtl.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         train_tiny(image_root, run_dir)
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["status"] == "completed"

@@ -19,14 +19,14 @@ from PIL import Image
 
 from hymtl import evaluate as evaluate_cli
 from hymtl import predict as predict_cli
-from hymtl.artifacts import save_checkpoint
-from hymtl.inference import load_trained_model
-from hymtl.models import build_model
+from hymtl.inference.loading import load_trained_model
+from hymtl.run.artifacts import save_checkpoint
+from hymtl.training.models import build_model
 
 from .conftest import write_class_images
 
 CLASSES = ["ants", "bees"]
-# The parts of a run's plain config that predict and evaluate read (see hymtl.schema).
+# The parts of a run's plain config that predict and evaluate read (see hymtl.config.schema).
 CONFIG = {
     "model": {"name": "resnet18", "pretrained": False},
     "data": {

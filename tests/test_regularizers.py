@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from hymtl.regularizers import Regularizer, l1_penalty, l2_penalty, penalized_parameters
+from hymtl.training.regularizers import Regularizer, l1_penalty, l2_penalty, penalized_parameters
 
 
 def tiny_model() -> nn.Module:
@@ -94,7 +94,7 @@ def test_weight_decay_skips_excluded_parameters():
 
 
 def test_typed_lambdas_read_back_what_each_regularizer_was_given():
-    from hymtl.regularizers import typed_lambdas
+    from hymtl.training.regularizers import typed_lambdas
 
     from .conftest import compose_config
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from hymtl.protocol_report import compare_tested, summarize_tested
 from hymtl.report import (
     KNOWN_ORDER,
     find_run_dirs,
@@ -21,7 +20,8 @@ from hymtl.report import (
     summarize_by_regularizer,
     summary_table,
 )
-from hymtl.stats import corrected_interval, corrected_resampled_t_test
+from hymtl.reporting.protocols import compare_tested, summarize_tested
+from hymtl.reporting.stats import corrected_interval, corrected_resampled_t_test
 
 from .test_report import write_run
 

@@ -14,10 +14,10 @@ import torch
 
 import hymtl.train
 from hymtl import UserError
-from hymtl.artifacts import read_metrics
 from hymtl.report import find_run_dirs
-from hymtl.resume import NothingToResume
-from hymtl.rundir import RunLock, is_locked, run_state
+from hymtl.run.artifacts import read_metrics
+from hymtl.run.resume import NothingToResume
+from hymtl.run.rundir import RunLock, is_locked, run_state
 from hymtl.train import NonFiniteLoss, RunInterrupted, train
 
 from .conftest import TINY, compose_config, run_cli
@@ -271,7 +271,7 @@ def test_composition_errors_are_one_line_with_the_near_miss():
 
 
 def test_a_file_is_not_a_run_dir(tmp_path):
-    from hymtl.rundir import claim_for_new_run
+    from hymtl.run.rundir import claim_for_new_run
 
     (tmp_path / "run").write_text("notes")
     with pytest.raises(UserError, match="is a file, not a run directory"):
@@ -283,7 +283,7 @@ def test_a_file_is_not_a_run_dir(tmp_path):
 def test_a_last_training_batch_of_one_image_is_skipped(tmp_path):
     """25 images at batch 4 leave one image: BatchNorm cannot train on it (32-px images end
     at 1x1 feature maps); the epoch skips it instead of crashing."""
-    from hymtl.toydata import make_toy_image_folder, write_class_images
+    from hymtl.data.toydata import make_toy_image_folder, write_class_images
 
     root = make_toy_image_folder(tmp_path / "images")
     write_class_images(root / "extra", classes=("ants",), per_class=1, seed=9)
@@ -315,8 +315,8 @@ def test_sigterm_during_start_up_is_one_line_and_exit_130(image_root, tmp_path):
 
 
 def test_a_run_from_before_a_key_existed_resumes_with_its_default(tmp_path):
-    from hymtl.config import to_plain_dict
-    from hymtl.resume import resumed_config
+    from hymtl.config.compose import to_plain_dict
+    from hymtl.run.resume import resumed_config
 
     composed = compose_config(["epochs=3"])
     older = to_plain_dict(composed)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from hymtl.stats import p_text
+from hymtl.reporting.stats import p_text
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -97,7 +97,7 @@ def test_paired_seeds_compares_two_regularizers_of_one_sweep(tmp_path):
 
 
 def test_step_variants_times_each_variant_and_refuses_unknown_ones(tmp_path):
-    from hymtl.toydata import make_toy_image_folder
+    from hymtl.data.toydata import make_toy_image_folder
 
     data = make_toy_image_folder(tmp_path / "toy", train_per_class=4, val_per_class=2)
     run = lambda variants: subprocess.run(  # noqa: E731
@@ -230,9 +230,9 @@ def test_bench_hymtl_side_is_built_by_build_parts_and_runs_the_loop(
 ):
     import torch
 
-    import hymtl.loop
     import hymtl.train
-    from hymtl.toydata import make_toy_image_folder
+    import hymtl.training.loop
+    from hymtl.data.toydata import make_toy_image_folder
 
     bench = load_script("bench")
     data = make_toy_image_folder(tmp_path / "toy", train_per_class=4, val_per_class=2)
@@ -248,7 +248,7 @@ def test_bench_hymtl_side_is_built_by_build_parts_and_runs_the_loop(
     for module, name in [
         (hymtl.train, "setup_runtime"),
         (hymtl.train, "build_parts"),
-        (hymtl.loop, "train_one_epoch"),
+        (hymtl.training.loop, "train_one_epoch"),
     ]:
         monkeypatch.setattr(module, name, recorded(name, getattr(module, name)))
     side = bench.HymtlSide(data, torch.device("cpu"), bench.FASTEST.split())

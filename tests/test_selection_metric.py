@@ -9,13 +9,13 @@ import logging
 import pytest
 import torch
 
-import hymtl.artifacts
+import hymtl.run.artifacts
 import hymtl.train
-from hymtl.artifacts import job_command_line, load_checkpoint
-from hymtl.features import CACHED_AUGMENTATION
-from hymtl.losses import epochs_without_improvement, is_better
 from hymtl.report import compare_with_none, find_run_dirs, load_run, summarize_by_regularizer
+from hymtl.run.artifacts import job_command_line, load_checkpoint
 from hymtl.train import best_value, train
+from hymtl.training.features import CACHED_AUGMENTATION
+from hymtl.training.losses import epochs_without_improvement, is_better
 
 from .conftest import TINY, compose_config
 from .test_report import write_run
@@ -131,7 +131,7 @@ def test_cached_features_record_and_warn_that_augmentation_is_off(
 
 
 def test_augmentation_applied_without_the_cache():
-    from hymtl.features import applied_augmentation
+    from hymtl.training.features import applied_augmentation
 
     assert applied_augmentation("trivialaugment", False) == "trivialaugment"
     assert applied_augmentation("trivialaugment", True) == CACHED_AUGMENTATION
@@ -151,7 +151,7 @@ def test_a_sweep_job_records_its_own_command(monkeypatch):
         initialized = staticmethod(lambda: True)
         get = staticmethod(lambda: Hydra())
 
-    monkeypatch.setattr(hymtl.artifacts, "HydraConfig", FakeHydraConfig)
+    monkeypatch.setattr(hymtl.run.artifacts, "HydraConfig", FakeHydraConfig)
     assert job_command_line() == (
         "python -m hymtl.train regularizer=l2 seed=1 'data.root=/my data'"
     )

@@ -20,9 +20,9 @@ import torch
 
 import hymtl.data
 from hymtl import predict as predict_cli
-from hymtl.artifacts import save_checkpoint
 from hymtl.data import check_image, list_class_files, load_data, not_regular_reason, scan_usable
-from hymtl.models import build_model
+from hymtl.run.artifacts import save_checkpoint
+from hymtl.training.models import build_model
 
 from .conftest import write_class_images
 

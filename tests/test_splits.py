@@ -1,4 +1,4 @@
-"""Evaluation protocols: which images train, choose the epoch and test (hymtl/splits.py), and
+"""Evaluation protocols: which images train, choose the epoch and test (hymtl/data/splits.py), and
 the run directories a k-fold sweep leaves (split.csv, summary.json's test block)."""
 
 import csv
@@ -10,7 +10,7 @@ import pytest
 
 from hymtl import UserError
 from hymtl.data import load_data
-from hymtl.splits import partition, samples_sha256
+from hymtl.data.splits import partition, samples_sha256
 
 from .conftest import TINY, compose_config, run_cli
 
@@ -75,7 +75,7 @@ def test_test_hash_names_the_images_not_the_folder():
 
 
 def test_one_folder_holdout_splits_with_split_seed_not_the_training_seed(tmp_path):
-    from hymtl.toydata import write_class_images
+    from hymtl.data.toydata import write_class_images
 
     write_class_images(tmp_path / "flat", per_class=10)
     holdout = {**KFOLD, "protocol": "holdout"}
@@ -88,7 +88,7 @@ def test_one_folder_holdout_splits_with_split_seed_not_the_training_seed(tmp_pat
 
 
 def test_bad_evaluation_values_are_refused_in_one_line():
-    from hymtl.config import check_config
+    from hymtl.run.checks import check_config
 
     for override, message in [
         ("evaluation.fold=3", "evaluation.fold=3 must be in 0..2"),

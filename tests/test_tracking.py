@@ -12,9 +12,10 @@ import pytest
 
 import hymtl.train
 from hymtl import UserError
-from hymtl.artifacts import read_metrics
-from hymtl.config import to_plain_dict
-from hymtl.tracking import flatten, open_trackers
+from hymtl.config.compose import to_plain_dict
+from hymtl.run.artifacts import read_metrics
+from hymtl.tracking import open_trackers
+from hymtl.tracking.base import flatten
 from hymtl.train import RunInterrupted, train
 
 from .conftest import TINY, compose_config, run_cli

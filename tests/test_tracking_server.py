@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hymtl.artifacts import read_metrics
+from hymtl.run.artifacts import read_metrics
 from hymtl.train import train
 
 from .conftest import compose_config

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from hymtl.artifacts import check_run_dir as hymtl_check_run_dir
-from hymtl.artifacts import load_checkpoint, read_metrics
+from hymtl.run.artifacts import check_run_dir as hymtl_check_run_dir
+from hymtl.run.artifacts import load_checkpoint, read_metrics
 from hymtl.train import train
 
 from .conftest import TINY, compose_config
@@ -178,7 +178,7 @@ def test_frozen_backbone_trains_the_head_on_cached_features(image_root, tmp_path
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     assert 0 < rows[0]["train_penalty"] < 1e-4 * 2000
     # Backbone untouched, head trained: compare with a fresh model built from the same seed.
-    from hymtl.models import build_model
+    from hymtl.training.models import build_model
 
     torch.manual_seed(cfg.seed)
     fresh = build_model("resnet18", 2, pretrained=False)
@@ -198,7 +198,7 @@ def test_frozen_backbone_without_the_cache_recomputes_it_on_augmented_images(ima
     torch.manual_seed(cfg.seed)
     train(cfg, tmp_path / "run")
     check_run_dir(tmp_path / "run", epochs=2)
-    from hymtl.models import build_model
+    from hymtl.training.models import build_model
 
     torch.manual_seed(cfg.seed)
     fresh = build_model("resnet18", 2, pretrained=False).state_dict()

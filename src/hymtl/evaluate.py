@@ -9,7 +9,7 @@ repeatable, what an exported file computes; auto is the run's own precision (bf1
 bf16-capable hardware, as in training). The report records it (`precision`). Prints
 accuracy and macro F1 and writes OUT/evaluation-SPLIT-TIME.json, a new file per call (the same
 metrics as summary.json's best_model; OUT defaults to RUN_DIR/evaluate). A Hydra app
-(hymtl.command_app): keys and types in hymtl.schema's EvaluateConfig, `--help` lists them;
+(hymtl.cli.app): keys and types in hymtl.config.schema's EvaluateConfig, `--help` lists them;
 `-m ckpt=A/best.pt,B/best.pt` evaluates each.
 """
 
@@ -24,9 +24,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from hymtl import UserError
-from hymtl.artifacts import classification_metrics, write_json
-from hymtl.calibration import calibration_metrics
-from hymtl.command_app import os_problem, run_command, writable_folder_problem
+from hymtl.cli.app import os_problem, run_command, writable_folder_problem
 from hymtl.data import (
     ImageListDataset,
     display_path,
@@ -35,8 +33,10 @@ from hymtl.data import (
     scan_usable,
     warn_skipped,
 )
-from hymtl.inference import load_trained_model
-from hymtl.loop import evaluate
+from hymtl.inference.loading import load_trained_model
+from hymtl.run.artifacts import classification_metrics, write_json
+from hymtl.training.calibration import calibration_metrics
+from hymtl.training.loop import evaluate
 
 USAGE = (
     "hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] [device=auto] "

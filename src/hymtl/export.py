@@ -7,8 +7,9 @@ Writes a TorchScript file (default RUN_DIR/export/model.torchscript.pt) or an ON
 carries, inside it and in a JSON file beside it (the same name, .json), what using it needs: the
 class names and the preprocessing (resize, center crop, mean/std). `hymtl predict ckpt=FILE`
 accepts either file. An existing file (the model or its JSON) is refused unless overwrite=true;
-a run's own files (summary.json, last.pt, ...) always. A Hydra app (hymtl.command_app) like
-predict and evaluate: keys and types in hymtl.schema's ExportConfig; `-m format=torchscript,onnx`
+a run's own files (summary.json, last.pt, ...) always. A Hydra app (hymtl.cli.app) like
+predict and evaluate: keys and types in hymtl.config.schema's
+ExportConfig; `-m format=torchscript,onnx`
 writes both.
 
 Each export is checked against its checkpoint before it is put in place: the checkpoint's model
@@ -32,9 +33,9 @@ import torch
 from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
-from hymtl.command_app import check_outputs, run_command, write_outputs
+from hymtl.cli.app import check_outputs, run_command, write_outputs
 from hymtl.data import walk_files
-from hymtl.inference import LoadedModel, load_exported_model, load_trained_model, one_line
+from hymtl.inference.loading import LoadedModel, load_exported_model, load_trained_model, one_line
 
 log = logging.getLogger("hymtl.export")
 USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"

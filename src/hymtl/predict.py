@@ -9,7 +9,7 @@ OUT/predictions.png (a grid of the first images with their predictions). OUT def
 folder per call, RUN_DIR/predict/YYYYMMDD-HHMMSS-ffffff/ (beside the checkpoint), so a call
 never replaces an earlier one's files; an out= folder that already holds them is refused unless
 overwrite=true, and a run's own folder always (its predictions.png is the run's). A Hydra app
-(hymtl.command_app): keys and types in hymtl.schema's PredictConfig, `--help` lists them.
+(hymtl.cli.app): keys and types in hymtl.config.schema's PredictConfig, `--help` lists them.
 Folders are listed like training's (hidden names ignored, each real directory once), and files
 training would skip (undecodable, or placeholders with fewer than the run's data.min_colors
 colours) are skipped with one warning naming them.
@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig
 
 from hymtl import UserError, display_path
-from hymtl.command_app import check_outputs, run_command, write_outputs
+from hymtl.cli.app import check_outputs, run_command, write_outputs
 from hymtl.data import (
     check_image,
     open_rgb,
@@ -39,8 +39,8 @@ from hymtl.data import (
     walk_files,
     warn_skipped,
 )
-from hymtl.inference import load_trained_model
-from hymtl.plots import make_prediction_grid
+from hymtl.inference.loading import load_trained_model
+from hymtl.training.plots import make_prediction_grid
 
 USAGE = (
     "hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto] "

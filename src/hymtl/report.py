@@ -47,9 +47,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hymtl import UserError
-from hymtl.artifacts import atomic_write, read_metrics
-from hymtl.plots import whole_epochs
-from hymtl.protocol_report import (
+from hymtl.reporting.protocols import (
     TESTED,
     calibration_means,
     choose_reference,
@@ -63,8 +61,7 @@ from hymtl.protocol_report import (
     summary_lines,
     trial_summary,
 )
-from hymtl.rundir import MLFLOW_ARTIFACTS_DIR
-from hymtl.search_report import (
+from hymtl.reporting.search import (
     KNOWN_ORDER,
     run_protocol,
     search_lines,
@@ -73,7 +70,7 @@ from hymtl.search_report import (
     strength_text,
     trial_runs,
 )
-from hymtl.stats import (
+from hymtl.reporting.stats import (
     MIN_PAIRED_SEEDS,
     mcnemar,
     mean_std,
@@ -84,9 +81,14 @@ from hymtl.stats import (
     t_interval,
     wilson_interval,
 )
+from hymtl.run.artifacts import atomic_write, read_metrics
+from hymtl.run.rundir import MLFLOW_ARTIFACTS_DIR
+from hymtl.training.plots import whole_epochs
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
-NEAR_ZERO_KEY = "fraction_abs_below_0.001"  # written by hymtl.regularizers.weight_statistics
+NEAR_ZERO_KEY = (
+    "fraction_abs_below_0.001"  # written by hymtl.training.regularizers.weight_statistics
+)
 CSV_COLUMNS = (
     "regularizer,n_seeds,n_val,precision_mean,precision_std,recall_mean,recall_std,f1_mean,"
     "f1_std,accuracy_mean,accuracy_std,accuracy_ci_low,accuracy_ci_high,diff_vs_none,"
@@ -117,7 +119,7 @@ def find_run_dirs(sweep_dir: Path) -> list[Path]:
 
     # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run,
     # RUN/replaced-<time>/ an earlier run that overwrite=true or a sweep re-run moved aside, and
-    # mlruns/ logger=mlflow's copies of run files (hymtl/tracking.py).
+    # mlruns/ logger=mlflow's copies of run files (hymtl/tracking/__init__.py).
     def counted(path: Path) -> bool:
         parts = path.relative_to(sweep_dir).parts
         skipped = ("resumed", MLFLOW_ARTIFACTS_DIR)

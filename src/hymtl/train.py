@@ -27,8 +27,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from hymtl import UserError, display_path, distributed
-from hymtl.artifacts import (
+from hymtl import UserError, display_path
+from hymtl.config.compose import multirun_problem, override_problem, to_plain_dict
+from hymtl.config.schema import register_configs
+from hymtl.data import DataSplits, make_loader
+from hymtl.data.identity import brief, check_same_data, kept_run_problem, splits_identity
+from hymtl.data.splits import evaluation_block, split_rows
+from hymtl.inference.loading import one_line  # a failure's reason: every line of it, in one
+from hymtl.run.artifacts import (
     MetricsLog,
     build_summary,
     classification_metrics,
@@ -40,23 +46,10 @@ from hymtl.artifacts import (
     write_split_csv,
     write_val_predictions,
 )
-from hymtl.calibration import calibration_metrics
-from hymtl.callbacks import RunStartGuard, SweepOutcome
-from hymtl.config import (
-    check_config,
-    multirun_problem,
-    override_problem,
-    register_resolvers,
-    to_plain_dict,
-)
-from hymtl.data import DataSplits, make_loader
-from hymtl.dataset_identity import brief, check_same_data, kept_run_problem, splits_identity
-from hymtl.features import applied_augmentation, cached_feature_loaders, warn_augmentation_dropped
-from hymtl.inference import one_line  # a failure's reason: every line of it, in one
-from hymtl.loop import NonFiniteLoss, evaluate, train_one_epoch
-from hymtl.losses import build_criterion, evaluation_criterion, is_better, should_stop
-from hymtl.regularizers import Regularizer, weight_statistics
-from hymtl.resume import (
+from hymtl.run.callbacks import RunStartGuard, SweepOutcome
+from hymtl.run.checks import check_config
+from hymtl.run.resolvers import register_resolvers
+from hymtl.run.resume import (
     NothingToResume,
     capture_rng,
     load_resume_checkpoint,
@@ -64,7 +57,7 @@ from hymtl.resume import (
     resumed_config,
     truncate_metrics,
 )
-from hymtl.rundir import (
+from hymtl.run.rundir import (
     ARTIFACT_FILES,
     FINAL_ARTIFACTS,
     SPLIT_FILE,
@@ -80,7 +73,18 @@ from hymtl.rundir import (
     run_state,
     same_config,
 )
-from hymtl.runtime import (
+from hymtl.tracking import Trackers, open_trackers
+from hymtl.training import distributed
+from hymtl.training.calibration import calibration_metrics
+from hymtl.training.features import (
+    applied_augmentation,
+    cached_feature_loaders,
+    warn_augmentation_dropped,
+)
+from hymtl.training.loop import NonFiniteLoss, evaluate, train_one_epoch
+from hymtl.training.losses import build_criterion, evaluation_criterion, is_better, should_stop
+from hymtl.training.regularizers import Regularizer, weight_statistics
+from hymtl.training.runtime import (
     autocast_for,
     resolve_device,
     resolve_num_workers,
@@ -89,9 +93,6 @@ from hymtl.runtime import (
     reuse_freed_memory,
     seed_everything,
 )
-from hymtl.schema import register_configs
-from hymtl.splits import evaluation_block, split_rows
-from hymtl.tracking import Trackers, open_trackers
 
 log = logging.getLogger("hymtl.train")
 
@@ -253,7 +254,7 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     scaler = torch.amp.GradScaler(device.type, enabled=runtime.precision == "fp16")
     cached_features = cfg.model.freeze_backbone and cfg.feature_cache
     if cached_features:
-        # Only the head trains: it runs on backbone features computed once (hymtl/features.py).
+        # Only the head trains: it runs on backbone features computed once (training/features.py).
         warn_augmentation_dropped(augment)
         step_model, train_loader, val_loader = cached_feature_loaders(
             model,
@@ -910,7 +911,7 @@ def cli() -> None:
     """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed.
     Overrides Hydra would refuse (in any job of a sweep, or under `--cfg job` too) are one
     `hymtl: error:` line and exit status 2 before anything is created."""
-    from hymtl.command_app import literal_values
+    from hymtl.cli.app import literal_values
 
     # SIGTERM and SIGHUP are Ctrl-C from the very start, not only once training runs.
     catch_stop_signals()

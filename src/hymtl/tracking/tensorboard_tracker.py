@@ -1,4 +1,4 @@
-"""logger=tensorboard: event files in RUN_DIR/tensorboard (see hymtl/tracking.py)."""
+"""logger=tensorboard: event files in RUN_DIR/tensorboard (see hymtl/tracking/__init__.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from hymtl.rundir import TENSORBOARD_DIR
-from hymtl.tracking import final_metrics, flatten
+from hymtl.run.rundir import TENSORBOARD_DIR
+from hymtl.tracking.base import final_metrics, flatten
 
 
 class TensorBoardTracker:
@@ -22,7 +22,7 @@ class TensorBoardTracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        from hymtl.config import to_plain_dict
+        from hymtl.config.compose import to_plain_dict
 
         # A resumed run redoes the epochs after last.pt: purge_step drops their old points.
         purge_step = resumed["epoch"] + 1 if resumed else None

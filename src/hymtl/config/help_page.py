@@ -2,7 +2,7 @@
 the config groups with their options and default, and the root config's top-level keys with
 their defaults and comments. conf/hydra/help/hymtl.yaml places them with the resolvers
 ${hymtl_help_groups:} and ${hymtl_help_keys:} (Hydra's own $APP_CONFIG_GROUPS would list the
-schema/ groups of hymtl.schema too, which are not options anyone picks)."""
+schema/ groups of hymtl.config.schema too, which are not options anyone picks)."""
 
 from __future__ import annotations
 

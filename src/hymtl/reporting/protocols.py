@@ -27,7 +27,7 @@ import statistics
 from collections import Counter
 from pathlib import Path
 
-from hymtl.search_report import (
+from hymtl.reporting.search import (
     KNOWN_ORDER,
     held_out_accuracy,
     run_protocol,
@@ -36,7 +36,7 @@ from hymtl.search_report import (
     strength_text,
     trial_runs,
 )
-from hymtl.stats import (
+from hymtl.reporting.stats import (
     corrected_interval,
     corrected_resampled_t_test,
     mcnemar,

@@ -1,5 +1,5 @@
 """hymtl predict, evaluate and export as Hydra apps, with hymtl.train's conventions: typed configs
-(hymtl.schema; a misspelled key is refused in one line), `-m` sweeps (one job per checkpoint:
+(hymtl.config.schema; a misspelled key is refused in one line), `-m` sweeps (one job per checkpoint:
 `-m ckpt=A/best.pt,B/best.pt`), `--cfg job`, `--help` and tab completion (`-sc install=bash`).
 
 Unlike training they own no run directory: Hydra makes no outputs/ folder, .hydra/ or log file
@@ -25,9 +25,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
-from hymtl.config import composition_message, override_problem
-from hymtl.rundir import LOCK_NAME, RUN_FILES
-from hymtl.schema import EvaluateConfig, ExportConfig, PredictConfig
+from hymtl.config.compose import composition_message, hydra_quoted, override_problem
+from hymtl.config.schema import EvaluateConfig, ExportConfig, PredictConfig
+from hymtl.run.rundir import LOCK_NAME, RUN_FILES
 
 SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
 
@@ -45,7 +45,7 @@ $CONFIG
 # A folder holds a run when it has one of the files only training writes there.
 RUN_MARKERS = (".hydra", "summary.json", "last.pt", "metrics.csv", "train.log")
 # Names a command never writes into such a folder, even with overwrite=true: every file a run
-# owns (hymtl.rundir.RUN_FILES: checkpoints, summary, plots, CSVs, .hydra/, train.log), its lock.
+# owns (run.rundir.RUN_FILES: checkpoints, summary, plots, CSVs, .hydra/, train.log), its lock.
 RUN_OWNED = frozenset(RUN_FILES) | {LOCK_NAME}
 
 
@@ -212,13 +212,6 @@ def register_command_configs() -> None:
     for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
         store.store(name=f"hymtl_{name}", node=command_config(name, COMMANDS[name][1]))
-
-
-def hydra_quoted(value: str) -> str:
-    """`value` as a quoted string of Hydra's override grammar, which reads back as `value`:
-    `'` and the backslashes before it or at the end escaped, `${` kept from interpolating."""
-    escaped = re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
-    return "'" + escaped.replace("${", "\\${") + "'"
 
 
 def literal_values(argv: list[str]) -> list[str]:

@@ -8,7 +8,7 @@ import torch
 from tqdm import tqdm
 
 from hymtl import UserError
-from hymtl.runtime import to_device
+from hymtl.training.runtime import to_device
 
 
 class NonFiniteLoss(UserError):

@@ -17,9 +17,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
-from hymtl.artifacts import METRIC_COLUMNS, atomic_write, load_checkpoint
-from hymtl.rundir import read_summary
-from hymtl.schema import Config
+from hymtl.config.schema import Config
+from hymtl.run.artifacts import METRIC_COLUMNS, atomic_write, load_checkpoint
+from hymtl.run.rundir import read_summary
 
 
 def capture_rng(loader_generator: torch.Generator) -> dict:
@@ -88,6 +88,27 @@ def lookup(config: dict, dotted: str):
     return node
 
 
+# Where a `_target_` recorded by an older hymtl now lives, so its runs still resume.
+MOVED_TARGETS = {
+    "hymtl.models.build_model": "hymtl.training.models.build_model",
+    "hymtl.regularizers.Regularizer": "hymtl.training.regularizers.Regularizer",
+}
+
+
+def with_current_targets(config: dict) -> dict:
+    """`config` with every moved `_target_` renamed to where it lives now."""
+    if isinstance(config, dict):
+        return {
+            key: MOVED_TARGETS.get(value, value)
+            if key == "_target_"
+            else with_current_targets(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [with_current_targets(item) for item in config]
+    return config
+
+
 def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], cfg) -> DictConfig:
     """The interrupted run's own config, typed again by the schema, with what this invocation's
     overrides may change: `epochs=N` at least the run's extends it, `logger=`/`logger.*` switch
@@ -96,7 +117,7 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
     overrides)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    run_config = checkpoint["config"]
+    run_config = with_current_targets(checkpoint["config"])
     resumed = OmegaConf.merge(OmegaConf.structured(Config), run_config)
     for key in OmegaConf.missing_keys(resumed):  # a key newer than the run: today's default
         OmegaConf.update(resumed, key, OmegaConf.select(cfg, key))

@@ -15,9 +15,9 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from hymtl.regularizers import typed_lambdas
+from hymtl.training.regularizers import typed_lambdas
 
-PROTOCOLS = ("reference", "holdout", "kfold")  # config.evaluation.protocol (hymtl/schema.py)
+PROTOCOLS = ("reference", "holdout", "kfold")  # config.evaluation.protocol (hymtl/config/schema.py)
 KNOWN_ORDER = ("none", "l1", "l2", "elasticnet", "l2sp")  # how reports order regularizers
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from hymtl import UserError, display_path
-from hymtl.artifacts import load_checkpoint
+from hymtl.config.schema import DataConfig
 from hymtl.data import eval_transform, is_utf8
-from hymtl.models import build_model
-from hymtl.runtime import autocast_for, resolve_device, resolve_precision
-from hymtl.schema import DataConfig
+from hymtl.run.artifacts import load_checkpoint
+from hymtl.training.models import build_model
+from hymtl.training.runtime import autocast_for, resolve_device, resolve_precision
 
 # What predict and evaluate read from a checkpoint's config, checked before anything is built.
 REQUIRED_DATA_KEYS = ("image_size", "resize_size", "mean", "std")

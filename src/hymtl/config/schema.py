@@ -55,7 +55,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    _target_: str = "hymtl.models.build_model"
+    _target_: str = "hymtl.training.models.build_model"
     name: str = MISSING  # any torchvision classification model name
     pretrained: bool = True
     weights: str = "DEFAULT"  # torchvision weights enum member, e.g. IMAGENET1K_V1
@@ -67,7 +67,7 @@ class ModelConfig:
 
 @dataclass
 class RegularizerConfig:
-    _target_: str = "hymtl.regularizers.Regularizer"
+    _target_: str = "hymtl.training.regularizers.Regularizer"
     name: str = MISSING
     l1: float = 0.0  # loss += l1 * sum|w|
     l2: float = 0.0  # loss += l2 * sum w^2
@@ -105,7 +105,7 @@ class Protocol(Enum):
 
 @dataclass
 class EvaluationConfig:
-    """How the reported number is estimated (conf/evaluation/, hymtl/splits.py)."""
+    """How the reported number is estimated (conf/evaluation/, hymtl/data/splits.py)."""
 
     protocol: Protocol = MISSING
     # holdout, kfold: the share of the training images held back to choose the epoch (stratified)
@@ -152,7 +152,7 @@ class AugmentConfig:
 
 @dataclass
 class LoggerConfig:
-    """Trackers that mirror the run dir (hymtl/tracking.py). Off unless conf/logger/*.yaml
+    """Trackers that mirror the run dir (hymtl/tracking/__init__.py). Off unless conf/logger/*.yaml
     switches them on; what the other keys mean is written in conf/logger/mlflow.yaml."""
 
     mlflow: bool = False

@@ -27,11 +27,11 @@ def task_config(config: DictConfig) -> DictConfig:
 def check_run_start(config: DictConfig) -> None:
     """What train() would refuse, checked before Hydra writes .hydra/ and train.log: the
     config, the resume target and who owns the run dir. Raises UserError (or NothingToResume)."""
-    from hymtl.config import check_config
-    from hymtl.dataset_identity import check_same_data, folder_identity
-    from hymtl.distributed import launched_ranks
-    from hymtl.resume import load_resume_checkpoint, resumed_config
-    from hymtl.rundir import claim_for_new_run, data_root_overlap, is_locked, refusal, run_state
+    from hymtl.data.identity import check_same_data, folder_identity
+    from hymtl.run.checks import check_config
+    from hymtl.run.resume import load_resume_checkpoint, resumed_config
+    from hymtl.run.rundir import claim_for_new_run, data_root_overlap, is_locked, refusal, run_state
+    from hymtl.training.distributed import launched_ranks
 
     task = task_config(config)
     check_config(task)
@@ -63,8 +63,8 @@ class RunStartGuard(Callback):
     new_run_dir: Path | None = None  # a new single run's directory, once it may be written
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hymtl.distributed import launched_ranks
-        from hymtl.resume import NothingToResume
+        from hymtl.run.resume import NothingToResume
+        from hymtl.training.distributed import launched_ranks
 
         speaks = launched_ranks().is_main
         try:
@@ -121,9 +121,10 @@ def check_sweep_start(config: DictConfig) -> tuple[list[Path], list[Path]]:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    from hymtl.config import check_config, to_plain_dict
-    from hymtl.dataset_identity import kept_run_problem
-    from hymtl.rundir import (
+    from hymtl.config.compose import to_plain_dict
+    from hymtl.data.identity import kept_run_problem
+    from hymtl.run.checks import check_config
+    from hymtl.run.rundir import (
         config_differences,
         data_root_overlap,
         read_summary,
@@ -200,7 +201,7 @@ class SweepStartGuard(Callback):
     starts. With other sweepers (Optuna) each job does the same checks on its own."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hymtl.rundir import move_aside
+        from hymtl.run.rundir import move_aside
 
         quiet_third_party_logging()
         self.kept_hydra_files: dict[Path, bytes] = {}
@@ -243,7 +244,7 @@ class SweepOutcome(Callback):
         SweepOutcome.failed_here = {}
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from hymtl.rundir import REPLACED_PREFIX
+        from hymtl.run.rundir import REPLACED_PREFIX
 
         sweep_dir = Path(config.hydra.sweep.dir)
         found = {str(Path(job).resolve()): reason for job, reason in self.failed_here.items()}

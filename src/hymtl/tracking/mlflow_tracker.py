@@ -1,4 +1,4 @@
-"""logger=mlflow: one MLflow run per hymtl run (see hymtl/tracking.py and docs/tracking.md)."""
+"""logger=mlflow: one MLflow run per hymtl run (hymtl/tracking/, docs/tracking.md)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from hymtl import display_path
-from hymtl.rundir import FINAL_ARTIFACTS, MLFLOW_ARTIFACTS_DIR
-from hymtl.tracking import final_metrics, flatten, run_context
+from hymtl.run.rundir import FINAL_ARTIFACTS, MLFLOW_ARTIFACTS_DIR
+from hymtl.tracking.base import final_metrics, flatten, run_context
 
 log = logging.getLogger("hymtl.tracking")
 
@@ -64,8 +64,8 @@ class MlflowTracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
         from mlflow import MlflowClient
 
-        from hymtl.artifacts import git_state
-        from hymtl.config import to_plain_dict
+        from hymtl.config.compose import to_plain_dict
+        from hymtl.run.artifacts import git_state
 
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)

@@ -28,7 +28,7 @@ from sklearn.metrics import (
 
 import hymtl
 from hymtl import display_path
-from hymtl.plots import (
+from hymtl.training.plots import (
     plot_confusion_matrix,
     plot_curves,
     plot_reliability,
@@ -128,7 +128,7 @@ def write_val_predictions(path: Path, samples, classes, eval_result) -> None:
 
 def write_split_csv(path: Path, rows: list[tuple[str, str, str]]) -> None:
     """split.csv: path (relative to data.root), label, role (train, select or test) for every
-    image the run uses (hymtl/splits.py)."""
+    image the run uses (hymtl/data/splits.py)."""
 
     def write(tmp):
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -309,7 +309,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     ({"file", "reason"}); the other pictures are still drawn and the run still completes."""
     import logging  # here, not at the top: this function alone logs in this module
 
-    log = logging.getLogger("hymtl.artifacts")
+    log = logging.getLogger("hymtl.run.artifacts")
     failed = summary["plots_failed"] = []
 
     def draw(file_name: str, picture) -> None:

@@ -26,7 +26,7 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from hymtl import UserError, display_path
-from hymtl.splits import partition
+from hymtl.data.splits import partition
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +301,7 @@ class DecodeAhead(Sampler):
 
 @dataclass
 class DataSplits:
-    """The images a run uses, by role (hymtl/splits.py). `val` is whatever chooses the epoch:
+    """The images a run uses, by role (hymtl/data/splits.py). `val` is whatever chooses the epoch:
     val/ under the reference protocol, the select split under holdout and kfold."""
 
     train: ImageListDataset
@@ -312,7 +312,7 @@ class DataSplits:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     test: ImageListDataset | None = None  # holdout, kfold: evaluated once, with the chosen weights
     candidates: list[str] = field(default_factory=list)  # every file under the class folders
-    identity: dict | None = None  # what is under data.root (hymtl/dataset_identity.py)
+    identity: dict | None = None  # what is under data.root (hymtl/data/identity.py)
 
 
 def is_utf8(name: str) -> bool:
@@ -466,7 +466,7 @@ def load_data(
     evaluation: dict | None = None,
 ) -> DataSplits:
     """The usable images under `root`, split into train / val (the images that choose the
-    epoch) / test as `evaluation` says (hymtl/splits.py; None: the reference protocol)."""
+    epoch) / test as `evaluation` says (hymtl/data/splits.py; None: the reference protocol)."""
     protocol = (evaluation or {}).get("protocol", "reference")
     root_path = Path(root).expanduser()
     if not root_path.is_dir():

@@ -12,53 +12,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from omegaconf import DictConfig
 
-from hymtl import UserError, distributed
+from hymtl import UserError
+from hymtl.training import distributed
 
 log = logging.getLogger("hymtl.tracking")
 
 EXTRA_HINT = "needs the tracking extra: pip install 'hymtl[track]'"
-
-
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}: the config as MLflow params and TensorBoard hparams."""
-    if not isinstance(node, dict):
-        return {prefix: node}
-    flat = {}
-    for key, value in node.items():
-        flat.update(flatten(value, f"{prefix}{key}" if not prefix else f"{prefix}.{key}"))
-    return flat
-
-
-def final_metrics(summary: dict) -> dict[str, float]:
-    macro = summary["best_model"]["macro"]
-    return {
-        "best_val_acc": summary["best_val_acc"],
-        "best_macro_precision": macro["precision"],
-        "best_macro_recall": macro["recall"],
-        "best_macro_f1": macro["f1"],
-    }
-
-
-def run_context(cfg: DictConfig) -> dict[str, Any]:
-    """What Hydra knows about this run: the experiment and search chosen, the sweep and job."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return {}
-    hydra_cfg = HydraConfig.get()
-    choices = hydra_cfg.runtime.choices
-    context = {
-        "experiment": choices.get("experiment"),
-        "hparams_search": choices.get("hparams_search"),
-    }
-    if str(hydra_cfg.mode).endswith("MULTIRUN"):
-        context["sweep_dir"] = hydra_cfg.sweep.dir
-        context["job"] = hydra_cfg.job.num
-    return context
 
 
 class Trackers:
@@ -130,7 +92,7 @@ def mlflow_tracker_maker():
         import mlflow  # noqa: F401
     except ImportError:
         raise UserError(f"logger=mlflow {EXTRA_HINT}") from None
-    from hymtl.tracking_mlflow import MlflowTracker
+    from hymtl.tracking.mlflow_tracker import MlflowTracker
 
     return MlflowTracker
 
@@ -140,6 +102,6 @@ def tensorboard_tracker_maker():
         import torch.utils.tensorboard  # noqa: F401
     except ImportError:
         raise UserError(f"logger=tensorboard {EXTRA_HINT}") from None
-    from hymtl.tracking_tensorboard import TensorBoardTracker
+    from hymtl.tracking.tensorboard_tracker import TensorBoardTracker
 
     return TensorBoardTracker

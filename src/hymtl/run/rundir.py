@@ -33,10 +33,12 @@ FINAL_ARTIFACTS = (
     "errors.png",
     "summary.json",
 )
-TENSORBOARD_DIR = "tensorboard"  # logger=tensorboard's event files (hymtl/tracking_tensorboard.py)
+TENSORBOARD_DIR = (
+    "tensorboard"  # logger=tensorboard's event files (hymtl/tracking/tensorboard_tracker.py)
+)
 # logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
 MLFLOW_ARTIFACTS_DIR = "mlruns"
-# split.csv is written before the first epoch: which image plays which role (hymtl/splits.py).
+# split.csv is written before the first epoch: which image plays which role (hymtl/data/splits.py).
 SPLIT_FILE = "split.csv"
 ARTIFACT_FILES = ("metrics.csv", SPLIT_FILE, "last.pt", "best.pt") + FINAL_ARTIFACTS
 ARTIFACT_FILES += (TENSORBOARD_DIR,)
@@ -146,7 +148,7 @@ def recorded_config(run_dir: Path, checkpoint: dict | None = None) -> dict | Non
     if not path.is_file():
         return None
     try:
-        from hymtl.schema import Config
+        from hymtl.config.schema import Config
 
         merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
         return OmegaConf.to_container(merged, resolve=True, enum_to_str=True)

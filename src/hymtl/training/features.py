@@ -12,7 +12,7 @@ from torch.utils.data import TensorDataset
 from tqdm import tqdm
 
 from hymtl.data import DataSplits, ImageListDataset, make_loader
-from hymtl.models import find_head
+from hymtl.training.models import find_head
 
 log = logging.getLogger(__name__)
 

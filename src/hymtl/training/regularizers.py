@@ -28,8 +28,8 @@ import torch
 from torch import nn
 
 from hymtl import UserError
-from hymtl.models import find_head
-from hymtl.schema import PenalizedParams
+from hymtl.config.schema import PenalizedParams
+from hymtl.training.models import find_head
 
 _NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 

@@ -1,0 +1,1 @@
+"""The command-line plumbing shared by hymtl's commands: argument parsing, outputs, help."""

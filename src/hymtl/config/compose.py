@@ -1,0 +1,227 @@
+"""Composing a config from the command line: which overrides Hydra can read, how a failure
+to compose reads as one line, did-you-mean keys, quoting of values Hydra cannot parse."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import itertools
+import re
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+# `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
+ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
+TRAIN = "hymtl.conf"  # hymtl.train's configs: conf/ at the repository root, shipped as hymtl.conf
+
+
+def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
+    found = []
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            value = node._get_node(key)
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                found.append((where, str(node[key])))
+            else:
+                found += find_targets(value, where)
+    elif isinstance(node, ListConfig):
+        for index, value in enumerate(node):
+            found += find_targets(value, f"{path}[{index}]")
+    return found
+
+
+@contextlib.contextmanager
+def hydra_search_path(config_module: str | None):
+    """Hydra initialized as an app sees its configs: the package of YAML files `config_module`
+    (hymtl.train's `hymtl.conf`), or only the ConfigStore (predict, evaluate: None)."""
+    from hydra import initialize, initialize_config_module
+
+    if config_module is None:
+        with initialize(config_path=None, version_base="1.3"):
+            yield
+    else:
+        with initialize_config_module(config_module, version_base="1.3"):
+            yield
+
+
+def suggest_key(dotted: str, config_name: str = "config", config_module: str | None = TRAIN) -> str:
+    """`dotted` with the key of the reference config it was probably meant to be, if any."""
+    from hydra import compose
+
+    with hydra_search_path(config_module):
+        reference = compose(config_name)
+    parent, _, leaf = dotted.rpartition(".")
+    node = OmegaConf.select(reference, parent) if parent else reference
+    known = [str(key) for key in node.keys()] if isinstance(node, DictConfig) else []
+    guess = difflib.get_close_matches(leaf, known, n=1)
+    if not guess:
+        return dotted
+    return f"{dotted} (did you mean {parent + '.' if parent else ''}{guess[0]}?)"
+
+
+# Hydra flags after which the other arguments are not overrides of one run to compose here.
+MULTIRUN = {"-m", "--multirun"}
+NOT_ONE_RUN = MULTIRUN | {"--help", "-h", "--hydra-help", "--info"}
+NOT_ONE_RUN |= {"-sc", "--shell-completion"}  # `-sc install=bash`: a request, not an override
+# Another config than the one composed here: nothing to check it against.
+OTHER_CONFIG = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"}
+OTHER_CONFIG |= {"--experimental-rerun"}
+NOT_ONE_RUN |= OTHER_CONFIG
+# Hydra flags whose value is the next argument (`--cfg job`): that argument is no override.
+VALUE_FLAGS = OTHER_CONFIG | {"--cfg", "-c", "--package", "-p"}
+
+
+def typed_overrides(argv: list[str]) -> list[str]:
+    """The overrides among Hydra's arguments: neither its flags nor a flag's value (`--cfg job`)."""
+    overrides, flag_value = [], False
+    for arg in argv:
+        if flag_value or arg.startswith("-"):
+            flag_value = not flag_value and arg in VALUE_FLAGS
+            continue
+        overrides.append(arg)
+    return overrides
+
+
+def override_problem(
+    argv: list[str], config_name: str = "config", config_module: str | None = TRAIN
+) -> str | None:
+    """One line for what Hydra would refuse while composing a single run (a key the config
+    lacks, an option a group lacks, a value of the wrong type) instead of its multi-line
+    report; None when the overrides compose. Sweeps (-m) are checked job by job instead."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    if flags & NOT_ONE_RUN:
+        return None
+    try:
+        with hydra_search_path(config_module):
+            compose(config_name, overrides=typed_overrides(argv), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return composition_message(error, config_name, config_module)
+    return None
+
+
+def multirun_problem(
+    argv: list[str], config_name: str = "config", config_module: str | None = TRAIN
+) -> str | None:
+    """override_problem for a sweep (`-m`), before anything launches: the one line for what
+    Hydra would refuse composing one of its jobs. Expands nothing: it composes a few jobs that
+    between them give every override each value it sweeps over (a `range(...)`: its first, an
+    `interval(...)`: its start); None when they compose, or for flags that make no sweep."""
+    from hydra import compose
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
+    other_mode = sorted(flags & {"--cfg", "-c", "--info", "-sc", "--shell-completion"})
+    if flags & MULTIRUN and other_mode:  # Hydra's own refusal of these is a traceback
+        return f"{other_mode[0]} and -m (--multirun) do not go together; leave one out"
+    if not flags & MULTIRUN or flags & (NOT_ONE_RUN - MULTIRUN):
+        return None
+    try:
+        with hydra_search_path(config_module):
+            for overrides in sweep_samples(typed_overrides(argv)):
+                compose(config_name, overrides=overrides, return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        return composition_message(error, config_name, config_module)
+    return None
+
+
+def sweep_samples(overrides: list[str]) -> list[list[str]]:
+    """The overrides of as few of a sweep's jobs as give each override every value it takes
+    (job i: value i of each, wrapping around); call within hydra_search_path (for `glob(...)`)."""
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    columns = []
+    for override in OverridesParser.create(config_loader=loader).parse_overrides(overrides):
+        key = override.get_key_element()
+        if override.is_choice_sweep():
+            values = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        elif override.is_range_sweep():  # numbers of one type: the first says it
+            first = itertools.islice(override.sweep_string_iterator(), 1)
+            values = [f"{key}={value}" for value in first]
+        elif override.is_interval_sweep():  # Optuna's: any value of it; the start
+            values = [f"{key}={override.value().start}"]
+        else:
+            values = [override.input_line]
+        if values:  # an empty range or glob sweeps over nothing
+            columns.append(values)
+    jobs = max((len(values) for values in columns), default=1)
+    return [[values[i % len(values)] for values in columns] for i in range(jobs)]
+
+
+def quoted_after(text: str, prefix: str) -> str | None:
+    return text.split(prefix, 1)[1].split("'", 1)[0] if prefix in text else None
+
+
+def composition_message(
+    error: Exception, config_name: str = "config", config_module: str | None = TRAIN
+) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if error.__cause__ is not None:
+        lines += [line.strip() for line in str(error.__cause__).splitlines() if line.strip()][:1]
+    lines = [line for line in lines if "HYDRA_FULL_ERROR" not in line]
+    text = " ".join(lines)
+    ambiguous = quoted_after(text, "Ambiguous value for argument '")
+    if ambiguous and "=" in ambiguous:
+        return comma_message(ambiguous)
+    unknown = quoted_after(text, "Could not override '")
+    if unknown:
+        key = suggest_key(unknown, config_name, config_module)
+        return f"unknown config key {key}; `--cfg job` lists every key"
+    # "find": one option chosen (Hydra lists the others); "load": one of a list, e.g. logger=[...]
+    missing = quoted_after(text, "Could not find '") or quoted_after(text, "Could not load '")
+    if missing and "/" in missing:
+        group, _, option = missing.rpartition("/")
+        header = f"Available options in '{group}':"
+        listed = lines[lines.index(header) + 1 :] if header in lines else []
+        options = list(itertools.takewhile(lambda line: line.isidentifier(), listed))
+        options = options or packaged_options(group)
+        return f"{group}={option} is not an option; {group} options: {', '.join(options)}"
+    return text
+
+
+def comma_message(argument: str) -> str:
+    """One line for `key=a,b` outside a sweep, with the argument to type for one value with a
+    comma in it (a path): quoted for Hydra, then for the shell."""
+    import shlex
+
+    from hymtl.config.compose import hydra_quoted
+
+    key, _, value = argument.partition("=")
+    quoted = f"{key}={hydra_quoted(value)}"
+    typed = f'"{quoted}"' if not set('"$`\\!') & set(quoted) else shlex.quote(quoted)
+    return (
+        f"{argument}: a comma separates values, to sweep over (add -m) or of a list "
+        f"({key}=[a,b]); for one value with a comma in it, type {typed}"
+    )
+
+
+def packaged_options(group: str) -> list[str]:
+    """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
+    from importlib.resources import files
+
+    folder = files("hymtl.conf").joinpath(group)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        item.name.removesuffix(".yaml") for item in folder.iterdir() if item.name.endswith(".yaml")
+    )
+
+
+def to_plain_dict(cfg: DictConfig) -> dict:
+    """The resolved config as plain Python types (safe for JSON and weights_only checkpoints)."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def hydra_quoted(value: str) -> str:
+    """`value` as a quoted string of Hydra's override grammar, which reads back as `value`:
+    `'` and the backslashes before it or at the end escaped, `${` kept from interpolating."""
+    escaped = re.sub(r"(\\*)('|$)", lambda m: m[1] * 2 + ("\\'" if m[2] else ""), value)
+    return "'" + escaped.replace("${", "\\${") + "'"

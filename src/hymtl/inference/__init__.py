@@ -1,0 +1,1 @@
+"""Loading trained and exported models to predict with."""

@@ -1,0 +1,1 @@
+"""`hymtl report`'s parts: statistics, protocol tables and the λ-search section."""

@@ -1,0 +1,1 @@
+"""The training core: models, regularizers, losses, the epoch loop, runtime and plots."""
