@@ -35,7 +35,8 @@ from omegaconf import DictConfig
 from hymtl import UserError, display_path
 from hymtl.cli.app import check_outputs, run_command, write_outputs
 from hymtl.data import walk_files
-from hymtl.inference.loading import LoadedModel, load_exported_model, load_trained_model, one_line
+from hymtl.errors import one_line
+from hymtl.inference.loading import LoadedModel, load_exported_model, load_trained_model
 
 log = logging.getLogger("hymtl.export")
 USAGE = "hymtl export ckpt=RUN_DIR/best.pt [format=torchscript|onnx] [out=FILE]"

@@ -33,7 +33,7 @@ from hymtl.config.schema import register_configs
 from hymtl.data import DataSplits, make_loader
 from hymtl.data.identity import brief, check_same_data, kept_run_problem, splits_identity
 from hymtl.data.splits import evaluation_block, split_rows
-from hymtl.inference.loading import one_line  # a failure's reason: every line of it, in one
+from hymtl.errors import one_line  # a failure's reason: every line of it
 from hymtl.run.artifacts import (
     MetricsLog,
     build_summary,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from hymtl import UserError, display_path
 from hymtl.config.schema import DataConfig
 from hymtl.data import eval_transform, is_utf8
+from hymtl.errors import UserError, display_path, one_line
 from hymtl.run.artifacts import load_checkpoint
 from hymtl.training.models import build_model
 from hymtl.training.runtime import autocast_for, resolve_device, resolve_precision
@@ -43,13 +43,6 @@ def precision_name(precision) -> str:
     if name not in PRECISIONS:
         raise UserError(f"precision={name} is not one of {', '.join(PRECISIONS)}")
     return name
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line, `Type: message`, cut to a length a terminal line can hold."""
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    text = f"{type(error).__name__}: {message}" if message else type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def check_checkpoint(checkpoint, where: str) -> None:
