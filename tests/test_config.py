@@ -4,17 +4,19 @@ from omegaconf.errors import ConfigAttributeError, ValidationError
 
 from hymtl import UserError
 from hymtl.run.checks import check_config
-from hymtl.train import build
+from hymtl.training.setup import build
 
 from .conftest import compose_config
 
 GROUP_OPTIONS = {
     "data": ["hymenoptera", "imagefolder"],
     "model": ["resnet18", "resnet50", "mobilenet_v2"],
-    "regularizer": ["none", "l1", "l2", "elasticnet"],
+    "regularizer": ["none", "l1", "l2", "elasticnet", "l2sp"],
     "optimizer": ["sgd", "adamw"],
     "scheduler": ["steplr", "cosine", "none"],
     "augment": ["reference", "none", "trivialaugment"],
+    "evaluation": ["reference", "holdout", "kfold"],
+    "logger": ["none", "mlflow", "tensorboard", "[mlflow,tensorboard]"],
 }
 
 
@@ -122,6 +124,19 @@ def test_bad_values_are_one_clear_line(override, message):
         (["data.cache_max_mb=-1"], "data.cache_max_mb=-1 must be a number of MiB >= 0, or auto"),
         (["data.cache_max_mb=lots"], "data.cache_max_mb=lots must be a number of MiB >= 0"),
         (["data.cache_max_mb=true"], "data.cache_max_mb=True must be a number of MiB >= 0"),
+        (["grid_images=0"], "grid_images=0 must be >= 1"),
+        (["data.resize_size=0"], "data.resize_size=0 must be >= 1"),
+        (["data.min_colors=-1"], "data.min_colors=-1 must be >= 0"),
+        (["regularizer=l2sp", "regularizer.alpha=-0.1"], "regularizer.alpha=-0.1 must be >= 0"),
+        (["optimizer=adamw", "optimizer.eps=-1"], "optimizer.eps=-1.0 must be >= 0"),
+        (["evaluation=holdout", "evaluation.select_fraction=0"], "select_fraction=0.0 must be"),
+        (["evaluation=kfold", "evaluation.folds=1"], "evaluation.folds=1 must be >= 2"),
+        (["evaluation=kfold", "evaluation.fold=5"], "evaluation.fold=5 must be in 0..4"),
+        # Every problem in one line, in the order the checks run.
+        (
+            ["epochs=0", "data.min_colors=-1", "lambda_l2=-1"],
+            "epochs=0 must be >= 1; data.min_colors=-1 must be >= 0; lambda_l2=-1.0 must be >= 0",
+        ),
     ],
 )
 def test_values_that_cannot_work_are_refused_by_name(overrides, message):
@@ -129,6 +144,28 @@ def test_values_that_cannot_work_are_refused_by_name(overrides, message):
         check_config(compose_config(overrides))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "key", ["grid_images", "model.weights", "model.freeze_backbone", "loss.label_smoothing"]
+)
+def test_a_key_newer_than_a_run_resumes_with_todays_default(tmp_path, key):
+    """A key's value lives in conf/ (MISSING in the schema: grid_images, model.weights) or in
+    the schema (model.freeze_backbone); either way a run recorded before the key existed
+    resumes with the value a new run gets today."""
+    from omegaconf import OmegaConf
+
+    from hymtl.config.compose import to_plain_dict
+    from hymtl.run.resume import resumed_config
+
+    composed = compose_config()
+    older = to_plain_dict(composed)
+    parent, _, leaf = key.rpartition(".")
+    del (older[parent] if parent else older)[leaf]
+    resumed = resumed_config({"config": older, "epoch": 1}, tmp_path, [], composed)
+    assert not OmegaConf.missing_keys(resumed)
+    assert OmegaConf.select(resumed, key) == OmegaConf.select(composed, key)
+    check_config(resumed)
 
 
 def test_cuda_without_cuda(monkeypatch):

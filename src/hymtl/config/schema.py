@@ -1,7 +1,16 @@
 """Typed schema behind the YAML in conf/: a misspelled key or a wrong type fails at start-up.
 
-Each dataclass mirrors one config group; the YAML files only fill in values. Registered in
-Hydra's ConfigStore by `register_configs()`, which `hymtl.train` calls before composing.
+Each dataclass mirrors one config group. Every value is written once, in one of two homes
+(Hydra's structured-config schema pattern), never both; tests/test_defaults_once.py checks it:
+
+- the root config (`Config`): types only, every value MISSING here; the values live in
+  conf/config.yaml, where `hymtl train --help` reads them with their comments;
+- a group option (DataConfig, ModelConfig, SGDConfig, ...): the types and the defaults the
+  options share are here; conf/GROUP/OPTION.yaml writes only what that option sets itself
+  (its name, or a value that differs). A key every option sets is MISSING here.
+
+Registered in Hydra's ConfigStore by `register_configs()`, which `hymtl.train` calls before
+composing.
 """
 
 from __future__ import annotations
@@ -58,7 +67,7 @@ class ModelConfig:
     _target_: str = "hymtl.training.models.build_model"
     name: str = MISSING  # any torchvision classification model name
     pretrained: bool = True
-    weights: str = "DEFAULT"  # torchvision weights enum member, e.g. IMAGENET1K_V1
+    weights: str = MISSING  # torchvision weights enum member, e.g. IMAGENET1K_V1, or DEFAULT
     weights_path: str | None = (
         None  # local state dict (full or backbone-only); wins over pretrained
     )
@@ -153,13 +162,14 @@ class AugmentConfig:
 @dataclass
 class LoggerConfig:
     """Trackers that mirror the run dir (hymtl/tracking/__init__.py). Off unless conf/logger/*.yaml
-    switches them on; what the other keys mean is written in conf/logger/mlflow.yaml."""
+    switches them on (docs/tracking.md)."""
 
     mlflow: bool = False
     tensorboard: bool = False
-    tracking_uri: str | None = None
+    tracking_uri: str | None = None  # logger=mlflow sets it (conf/logger/mlflow.yaml)
+    # null: experiment='s name, else hparams_search='s, else the sweep dir, else hymtl
     experiment_name: str | None = None
-    log_checkpoints: bool = False
+    log_checkpoints: bool = False  # true: best.pt and last.pt uploaded too (tens of MB per run)
 
 
 @dataclass
@@ -189,9 +199,10 @@ class ConstantLRConfig:
 
 @dataclass
 class Config:
-    """The root config's types. Its values (the reference recipe) and what each knob means
-    are written once, in conf/config.yaml, the file users read; `grid_images` alone has its
-    default here."""
+    """The root config's types, and no values: those (the reference recipe) and what each knob
+    means are written once, in conf/config.yaml, the file `hymtl train --help` lists. A key a
+    run recorded before it existed is MISSING when that run resumes, and so gets today's value
+    from conf/config.yaml (hymtl/run/resume.py)."""
 
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -220,7 +231,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    grid_images: int = 16  # prediction grid size (images drawn from the val split)
+    grid_images: int = MISSING
 
 
 # hymtl predict and hymtl evaluate: small configs whose defaults live here, beside their types
