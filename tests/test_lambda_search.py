@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hymtl.reporting.search import ResumableTPESampler, resumed_seed
+from hymtl.run.search_sampler import ResumableTPESampler, resumed_seed
 
 from .conftest import TINY
 

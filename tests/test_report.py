@@ -8,15 +8,11 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from hymtl.report import (
-    compare_with_none,
-    find_run_dirs,
-    load_run,
-    main,
-    mcnemar,
-    summarize_by_regularizer,
-    wilson_interval,
-)
+from hymtl.report import main
+from hymtl.reporting.comparisons import compare_with_none
+from hymtl.reporting.reference import summarize_by_regularizer
+from hymtl.reporting.runs import find_run_dirs, load_run
+from hymtl.reporting.stats import mcnemar, wilson_interval
 
 T_975_2DOF = 4.302652729911275  # t quantile 0.975 for 2 degrees of freedom
 Z = 1.959964

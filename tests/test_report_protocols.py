@@ -12,15 +12,13 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from hymtl.report import (
-    KNOWN_ORDER,
-    find_run_dirs,
-    load_run,
-    main,
-    summarize_by_regularizer,
-    summary_table,
-)
-from hymtl.reporting.protocols import compare_tested, summarize_tested
+from hymtl.report import main
+from hymtl.reporting.comparisons import compare_tested
+from hymtl.reporting.console import summary_table
+from hymtl.reporting.protocols import summarize_tested
+from hymtl.reporting.reference import summarize_by_regularizer
+from hymtl.reporting.runs import find_run_dirs, load_run
+from hymtl.reporting.settings import KNOWN_ORDER
 from hymtl.reporting.stats import corrected_interval, corrected_resampled_t_test
 
 from .test_report import write_run
@@ -374,6 +372,41 @@ def test_holdout_with_two_seeds_uses_the_paired_t_test(tmp_path):
     t = 0.04 / (stats.tstd(d) / math.sqrt(3))
     assert comparison["test"] == "paired t-test over 3 seeds"
     assert comparison["p"] == pytest.approx(2 * stats.t.sf(t, 2))
+
+
+def test_holdout_with_two_seeds_is_no_test(tmp_path, capsys):
+    """Issue 19: a t-test over 2 paired seeds (1 degree of freedom) is no verdict. holdout says
+    so, as kfold does under 3 pairs: no p-value, the difference and its interval still shown."""
+    sweep = tmp_path / "holdout"
+    for seed, (none, l2) in enumerate([(0.80, 0.84), (0.82, 0.88)]):
+        write_tested_run(sweep / f"none_{seed}", "none", seed, none, protocol="holdout")
+        write_tested_run(sweep / f"l2_{seed}", "l2", seed, l2, protocol="holdout")
+    rows, _ = summarize_tested(load(sweep))
+    assert [row["coverage"] for row in rows] == ["2 seeds × 1 split seed"] * 2
+    # l2's t-interval over 0.84 and 0.88 would reach 1.114: an accuracy's stops at 100%
+    assert rows[1]["accuracy_ci"][1] == 1.0 and rows[1]["accuracy_ci"][0] < 0.86
+    [comparison] = compare_tested(rows)
+    assert comparison["test"] == "no test possible (2 seeds)"
+    assert comparison["p"] is None and comparison["t"] is None and comparison["p_text"] == "–"
+    assert comparison["verdict"] == "not tested"
+    assert comparison["diff"] == pytest.approx(0.05)  # l2 - none: 0.04, 0.06
+    half = stats.t.ppf(0.975, 1) * stats.tstd([0.04, 0.06]) / math.sqrt(2)
+    assert comparison["ci"] == pytest.approx((0.05 - half, 0.05 + half))
+    # what the t-test over these 2 seeds would have claimed: p = 0.126
+    t_test_p = f"{stats.ttest_rel([0.84, 0.88], [0.80, 0.82]).pvalue:.3g}"
+
+    out = tmp_path / "out"
+    assert main([str(sweep), "--out", str(out)]) == 0
+    console = capsys.readouterr().out.splitlines()
+    assert console[-1].split() == ["l2", "[holdout]", "2", "86.00", "±", "2.83", "+5.00", "–"]
+    report = (out / "report.md").read_text()
+    against = report.split("## Each regularizer against `none` on the test images")[1]
+    assert "| +5.00 | [" in against
+    assert "| – | no test possible (2 seeds) | not tested |" in against
+    assert t_test_p not in report and "paired t-test over 2 seeds" not in report
+    with open(out / "report.csv", newline="") as handle:
+        l2 = [row for row in csv.DictReader(handle) if row["regularizer"] == "l2"]
+    assert [(row["p_value"], row["test"]) for row in l2] == [("", "no test possible (2 seeds)")]
 
 
 # reference runs, the whole command, λ search -------------------------------------------------

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from hymtl.report import compare_with_none, find_run_dirs, load_run, main, summarize_by_regularizer
+from hymtl.report import main
+from hymtl.reporting.comparisons import compare_with_none
+from hymtl.reporting.reference import summarize_by_regularizer
+from hymtl.reporting.runs import find_run_dirs, load_run
 
 from .test_report import write_run
 

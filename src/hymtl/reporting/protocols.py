@@ -1,4 +1,4 @@
-"""The held-out part of hymtl.report: runs trained with evaluation.protocol=holdout or kfold.
+"""The holdout/kfold rows of hymtl.report: runs trained with evaluation.protocol=holdout or kfold.
 
 Such a run chose its epoch on a select split of the training images (`best_model`,
 `best_val_acc`) and then measured the chosen weights once on test images the choice never saw
@@ -11,134 +11,55 @@ test set: for kfold the folds count and the pool (`pool_sha256`), for holdout th
 (`test_sha256`). Runs tested on different images are never pooled into one row, nor compared
 with each other. Within a row the samples are (split seed, fold, seed) under kfold and
 (split seed, seed) under holdout; a key that repeats is a rerun, not a sample, and the row is
-then shown per sweep dir (split_repeated), as report.py does with repeated seeds. Within a kfold
-row one (split seed, fold) must always mean the same test images (`test_sha256`); runs that
-disagree are shown apart.
-
-Against `none` (same model, epochs, protocol, select_fraction and test set): kfold → runs paired
-by (split seed, fold, seed), corrected resampled t-test (stats.corrected_resampled_t_test);
-holdout → paired t-test over ≥2 shared seeds, or exact McNemar on test_predictions.csv for one.
+then shown per sweep dir (rows.split_repeated), as the reference rows are with repeated seeds.
+Within a kfold row one (split seed, fold) must always mean the same test images
+(`test_sha256`); runs that disagree are shown apart. comparisons.compare_tested tests the rows
+against `none`.
 """
 
 from __future__ import annotations
 
-import csv
 import statistics
-from collections import Counter
-from pathlib import Path
+from typing import NamedTuple
 
-from hymtl.reporting.search import (
+from hymtl.reporting.rows import by_sweep_dir, calibration_means, label_rows, split_repeated
+from hymtl.reporting.settings import (
     KNOWN_ORDER,
+    TESTED,
+    Setting,
     held_out_accuracy,
     run_protocol,
     sample_key,
+    selection_accuracy,
     setting,
-    strength_text,
     trial_runs,
 )
-from hymtl.reporting.stats import (
-    corrected_interval,
-    corrected_resampled_t_test,
-    mcnemar,
-    mean_std,
-    p_text,
-    paired_t_test,
-    percent,
-    percent_interval,
-    percent_mean_std,
-    t_interval,
-    wilson_interval,
-)
-
-TESTED = ("holdout", "kfold")  # protocols with a held-out test set
-CALIBRATION_KEYS = ("ece", "brier", "nll")
+from hymtl.reporting.stats import corrected_interval, mean_std, t_interval, wilson_interval
 
 
-# Helpers report.py shares -------------------------------------------------------------------
+class HeldOutSet(NamedTuple):
+    """Which images a run's test score is on: under kfold the pool and its partition into folds
+    (folds, pool_sha256), so the folds of one row tile the same images; under holdout the test
+    images (test_sha256)."""
+
+    protocol: str
+    folds: int | None = None
+    pool_sha256: str | None = None
+    test_sha256: str | None = None
+
+    def text(self) -> str:
+        if self.protocol == "kfold":
+            return f"{self.folds}-fold, pool {short_hash(self.pool_sha256)}"
+        return f"test {short_hash(self.test_sha256)}"
 
 
-def by_sweep_dir(group: list) -> list[tuple[str, Path, list]]:
-    """The runs of group per sweep dir (the SWEEP_DIR argument each was found under), as
-    (label, sweep dir, runs); the label is the dir's name, or its whole path where two sweep
-    dirs share a name."""
-    by_sweep: dict[Path, list] = {}
-    for run in group:
-        by_sweep.setdefault(run.sweep_dir or run.path.parent, []).append(run)
-    names = Counter(sweep.name for sweep in by_sweep)
-    return [
-        (sweep.name if names[sweep.name] == 1 else str(sweep), sweep, members)
-        for sweep, members in by_sweep.items()
-    ]
+class RowKey(NamedTuple):
+    """What the runs of one holdout/kfold row share."""
 
-
-def split_repeated(group: list, key) -> list[tuple[str | None, list]]:
-    """The runs of one row as (sweep label, runs) parts whose key(run) values are distinct: one
-    part when no key repeats; else one per sweep dir (a repeated key is a rerun, not a new
-    sample), and within a sweep dir that repeats a key itself, one per run."""
-    if len({key(run) for run in group}) == len(group):
-        return [(None, group)]
-    parts = []
-    for label, sweep, members in by_sweep_dir(group):
-        if len({key(run) for run in members}) == len(members):
-            parts.append((label, members))
-        else:
-            parts += [(f"{label}/{run.path.relative_to(sweep)}", [run]) for run in members]
-    return sorted(parts, key=lambda part: part[0])
-
-
-def choose_reference(row: dict, candidates: list[dict]) -> dict | None:
-    """The one `none` row among candidates (rows already known to fit row's model, epochs, ...)
-    to test row against: the only one, else the one of row's sweep label, else the one read
-    from the same sweep dirs. None when no single row fits."""
-
-    def source_dirs(some_row: dict) -> set[Path]:
-        return {run.sweep_dir or run.path.parent for run in some_row["runs"]}
-
-    for fits in (
-        lambda ref: True,  # the only one
-        lambda ref: ref["sweep"] == row["sweep"],
-        lambda ref: source_dirs(ref) == source_dirs(row),
-    ):
-        chosen = [ref for ref in candidates if fits(ref)]
-        if len(chosen) == 1:
-            return chosen[0]
-    return None
-
-
-def calibration_means(runs: list) -> dict:
-    """Mean ECE, Brier and NLL over the runs whose summary.json has `calibration` (the selected
-    weights on the evaluation set: test under holdout/kfold, val under reference); None for a
-    metric no run has. n_runs: how many runs had it; bins: the ECE bin counts seen."""
-    blocks = [b for b in (run.summary.get("calibration") for run in runs) if isinstance(b, dict)]
-    means = {}
-    for key in CALIBRATION_KEYS:
-        values = [b[key] for b in blocks if isinstance(b.get(key), (int, float))]
-        means[key] = statistics.fmean(values) if values else None
-    bins = sorted({b["bins"] for b in blocks if isinstance(b.get("bins"), int)})
-    return {**means, "n_runs": len(blocks), "bins": bins}
-
-
-def number(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def read_predictions(path: Path) -> tuple[list[str], list[int]] | None:
-    """(image paths, 0/1 correct) of a *_predictions.csv; None when missing or unreadable."""
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        return [row["path"] for row in rows], [int(row["correct"]) for row in rows]
-    except (OSError, KeyError, ValueError):
-        return None
-
-
-def verdict(p: float | None) -> str:
-    if p is None:
-        return "not tested"
-    return "significant (p<0.05)" if p < 0.05 else "not significant"
-
-
-# Rows ---------------------------------------------------------------------------------------
+    setting: Setting
+    protocol: str
+    test_set: HeldOutSet
+    select_fraction: float | None
 
 
 def evaluation(run) -> dict:
@@ -146,24 +67,15 @@ def evaluation(run) -> dict:
     return block if isinstance(block, dict) else {}
 
 
-def held_out_set(run) -> tuple:
-    """Which images a run's test score is on: ("kfold", folds, pool_sha256) — the pool and its
-    partition into folds, so the folds of one row tile the same images — or ("holdout",
-    test_sha256)."""
+def held_out_set(run) -> HeldOutSet:
     block = evaluation(run)
     if run_protocol(run) == "kfold":
-        return "kfold", block.get("folds"), block.get("pool_sha256")
-    return "holdout", block.get("test_sha256")
+        return HeldOutSet("kfold", block.get("folds"), block.get("pool_sha256"))
+    return HeldOutSet("holdout", test_sha256=block.get("test_sha256"))
 
 
 def short_hash(value) -> str:
     return str(value)[:8] if value else "unknown"
-
-
-def identity_text(identity: tuple) -> str:
-    if identity[0] == "kfold":
-        return f"{identity[1]}-fold, pool {short_hash(identity[2])}"
-    return f"test {short_hash(identity[1])}"
 
 
 def usable(run) -> bool:
@@ -176,7 +88,7 @@ def usable(run) -> bool:
 
 def runs_with_test_sets(runs: list) -> tuple[list, list]:
     """(the completed holdout/kfold runs that make rows, those left out for lacking a `test` or
-    `evaluation` block); λ-search trials are in neither (search_report lists them)."""
+    `evaluation` block); λ-search trials are in neither (search.py lists them)."""
     trials = {run.path for run in trial_runs(runs)}
     candidates = [
         run
@@ -275,43 +187,31 @@ def row_statistics(runs: list, protocol: str) -> dict:
         row["accuracy_ci"] = corrected_interval(accuracies, round(n_train), round(n_test))
         row["ci_method"] = "corrected"
     elif len(runs) > 1:
-        row["accuracy_ci"], row["ci_method"] = t_interval(accuracies), "t"
+        row["accuracy_ci"], row["ci_method"] = t_interval(accuracies, bounds=(0.0, 1.0)), "t"
     else:
         n = evaluation(runs[0])["n_test"]
         row["accuracy_ci"] = wilson_interval(round(accuracies[0] * n), n)
         row["ci_method"] = "wilson"
-    row["selection"] = mean_std([run.summary["best_model"]["accuracy"] for run in runs])
+    row["selection"] = mean_std([selection_accuracy(run) for run in runs])
     row["calibration"] = calibration_means(runs)
     return row
 
 
-def label_rows(rows: list[dict]) -> None:
-    """Name each row by its regularizer plus what tells it apart from the others: strengths
-    (when its regularizer ran at several), model, epochs, select fraction, test set (when a
-    protocol has several), and the sweep dir."""
-    strengths: dict[str, set] = {}
-    for row in rows:
-        strengths.setdefault(row["regularizer"], set()).add(row["setting"][2])
-    models = {row["setting"][0] for row in rows}
-    epochs = {row["setting"][3] for row in rows}
+def label_parts(rows: list[dict]):
+    """What else tells holdout/kfold rows apart (rows.label_rows' extra): the select fraction,
+    and the test set where a protocol has several."""
     fractions = {row["select_fraction"] for row in rows}
     test_sets: dict[str, set] = {}
     for row in rows:
         test_sets.setdefault(row["protocol"], set()).add(row["test_set"])
-    for row in rows:
-        model, name, values, n_epochs = row["setting"]
-        parts = [name]
-        if len(strengths[name]) > 1:
-            parts.append(strength_text(values))
-        if len(models) > 1:
-            parts.append(str(model))
-        if len(epochs) > 1:
-            parts.append(f"{n_epochs} epochs")
-        if len(fractions) > 1:
-            parts.append(f"select {row['select_fraction']}")
+
+    def parts(row: dict) -> list[str]:
+        found = [f"select {row['select_fraction']}"] if len(fractions) > 1 else []
         if len(test_sets[row["protocol"]]) > 1:
-            parts.append(identity_text(row["test_set"]))
-        row["label"] = ", ".join(parts) + (f" ({row['sweep']})" if row["sweep"] else "")
+            found.append(row["test_set"].text())
+        return found
+
+    return parts
 
 
 def identity_notes(rows: list[dict]) -> list[str]:
@@ -325,19 +225,39 @@ def identity_notes(rows: list[dict]) -> list[str]:
             continue
         if protocol == "kfold":
             reasons = []
-            if len({identity[2] for identity in identities}) > 1:
+            if len({identity.pool_sha256 for identity in identities}) > 1:
                 reasons.append("different data (pool_sha256)")
-            if len({identity[1] for identity in identities}) > 1:
+            if len({identity.folds for identity in identities}) > 1:
                 reasons.append("different folds counts")
             why = " and ".join(reasons)
         else:
             why = "different test images (test_sha256)"
-        listed = ", ".join(f"`{identity_text(identity)}`" for identity in identities)
+        listed = ", ".join(f"`{identity.text()}`" for identity in identities)
         notes.append(
             f"different test sets: the {protocol} runs were tested on {len(identities)} test "
             f"sets ({why}: {listed}); each row and each comparison uses one, never a mix"
         )
     return notes
+
+
+def grouped(runs: list) -> dict[RowKey, list]:
+    """The runs by RowKey, in table order: protocol, regularizer (KNOWN_ORDER), model, epochs,
+    strengths, test set, select fraction."""
+    groups: dict[RowKey, list] = {}
+    for run in runs:
+        fraction = evaluation(run).get("select_fraction")
+        key = RowKey(setting(run), run_protocol(run), held_out_set(run), fraction)
+        groups.setdefault(key, []).append(run)
+    order = {name: index for index, name in enumerate(KNOWN_ORDER)}
+
+    def sort_key(key: RowKey):
+        name, epochs = key.setting.regularizer, key.setting.epochs
+        rank = order.get(name, len(order))
+        model, strengths = str(key.setting.model), key.setting.strengths
+        identity, fraction = str(key.test_set), str(key.select_fraction)
+        return key.protocol, rank, name, model, epochs or 0, strengths, identity, fraction
+
+    return {key: groups[key] for key in sorted(groups, key=sort_key)}
 
 
 def summarize_tested(runs: list) -> tuple[list[dict], list[str]]:
@@ -350,29 +270,20 @@ def summarize_tested(runs: list) -> tuple[list[dict], list[str]]:
             "block in summary.json are left out: "
             + ", ".join(f"`{run.path.name}`" for run in left_out)
         )
-    groups: dict[tuple, list] = {}
-    for run in kept:
-        fraction = evaluation(run).get("select_fraction")
-        key = (setting(run), run_protocol(run), held_out_set(run), fraction)
-        groups.setdefault(key, []).append(run)
-    order = {name: index for index, name in enumerate(KNOWN_ORDER)}
-
-    def sort_key(key: tuple):
-        (model, name, values, epochs), protocol, identity, fraction = key
-        rank = order.get(name, len(order))
-        return protocol, rank, name, str(model), epochs or 0, values, str(identity), str(fraction)
-
     rows = []
-    for key in sorted(groups, key=sort_key):
-        run_setting, protocol, identity, fraction = key
-        group = sorted(groups[key], key=lambda run: str(sample_key(run)))
+    for key, group in grouped(kept).items():
+        group = sorted(group, key=lambda run: str(sample_key(run)))
         for test_label, part in split_test_sets(group, notes):
             for sweep, members in split_repeated(part, sample_key):
-                row = {"regularizer": run_setting[1], "setting": run_setting}
-                row |= {"protocol": protocol, "test_set": identity, "select_fraction": fraction}
+                row = {"regularizer": key.setting.regularizer, "setting": key.setting}
+                row |= {"protocol": key.protocol, "test_set": key.test_set}
+                row |= {"select_fraction": key.select_fraction}
                 row["sweep"], row["rerun"] = sweep or test_label, sweep is not None
-                rows.append(row | row_statistics(members, protocol))
-    label_rows(rows)
+                rows.append(row | row_statistics(members, key.protocol))
+    strengths: dict[str, set] = {}
+    for row in rows:
+        strengths.setdefault(row["regularizer"], set()).add(row["setting"].strengths)
+    label_rows(rows, strengths, label_parts(rows))
     for row in rows:
         if row["rerun"]:
             notes.append(
@@ -381,271 +292,3 @@ def summarize_tested(runs: list) -> tuple[list[dict], list[str]]:
                 "averaged"
             )
     return rows, identity_notes(rows) + list(dict.fromkeys(notes))
-
-
-# Comparisons --------------------------------------------------------------------------------
-
-
-def kfold_comparison(reference: dict, other: dict) -> dict:
-    """Runs paired by (split seed, fold, seed); corrected resampled t-test on test accuracy."""
-    ref = {sample_key(run): run for run in reference["runs"]}
-    oth = {sample_key(run): run for run in other["runs"]}
-    common = sorted(set(ref) & set(oth), key=str)
-    if not common:
-        diff = other["accuracy"][0] - reference["accuracy"][0]
-        test = "no test: no (split seed, fold, seed) in common"
-        return {"diff": diff, "ci": None, "p": None, "test": test, "p_text": "–"}
-    n_train, n_test = split_sizes([ref[k] for k in common] + [oth[k] for k in common])
-    result = corrected_resampled_t_test(
-        [held_out_accuracy(ref[k]) for k in common],
-        [held_out_accuracy(oth[k]) for k in common],
-        round(n_train),
-        round(n_test),
-    )
-    if result["n"] < 3:
-        return result | {"test": f"no test possible ({result['n']} paired values)", "p_text": "–"}
-    test = (
-        f"corrected resampled t-test over {result['n']} paired folds "
-        f"(n_test/n_train = {round(n_test)}/{round(n_train)})"
-    )
-    return result | {"test": test, "p_text": p_text(result["p"])}
-
-
-def holdout_comparison(reference: dict, other: dict) -> dict:
-    """Paired by (split seed, seed): a paired t-test over ≥2 shared seeds, else exact McNemar
-    on the images of test_predictions.csv (the same image list in both runs)."""
-    ref = {sample_key(run): run for run in reference["runs"]}
-    oth = {sample_key(run): run for run in other["runs"]}
-    common = sorted(set(ref) & set(oth), key=str)
-    if len(common) >= 2:
-        result = paired_t_test(
-            [held_out_accuracy(ref[k]) for k in common], [held_out_accuracy(oth[k]) for k in common]
-        )
-        test = f"paired t-test over {result['n']} seeds"
-        return result | {"test": test, "p_text": p_text(result["p"])}
-    if common or (len(ref) == 1 and len(oth) == 1):
-        pair = (ref[common[0]], oth[common[0]]) if common else (*ref.values(), *oth.values())
-        ref_pred, oth_pred = (read_predictions(run.path / "test_predictions.csv") for run in pair)
-        if ref_pred and oth_pred and ref_pred[0] == oth_pred[0]:
-            result = mcnemar(ref_pred[1], oth_pred[1])
-            test = f"exact McNemar (b={result['b']}, c={result['c']}, {result['n']} test images)"
-            return result | {"test": test}
-        diff = held_out_accuracy(pair[1]) - held_out_accuracy(pair[0])
-        return {
-            "diff": diff,
-            "ci": None,
-            "p": None,
-            "test": "no test: no matching test_predictions",
-        }
-    diff = other["accuracy"][0] - reference["accuracy"][0]
-    return {"diff": diff, "ci": None, "p": None, "test": "no test: no seeds in common"}
-
-
-def compare_tested(rows: list[dict]) -> list[dict]:
-    """Each non-`none` row against the `none` row of the same model, epochs, protocol, select
-    fraction and test set (choose_reference among several); the result is also row["comparison"]."""
-    comparisons = []
-    for row in rows:
-        if row["regularizer"] == "none":
-            continue
-        model, _, _, epochs = row["setting"]
-        candidates = [
-            ref
-            for ref in rows
-            if ref["regularizer"] == "none"
-            and (ref["setting"][0], ref["setting"][3]) == (model, epochs)
-            and all(ref[key] == row[key] for key in ("protocol", "test_set", "select_fraction"))
-        ]
-        none_row = choose_reference(row, candidates)
-        if none_row is None:
-            test = "no test: no single `none` row of the same model, epochs and test set"
-            result = {"diff": None, "ci": None, "p": None, "test": test}
-        elif row["protocol"] == "kfold":
-            result = kfold_comparison(none_row, row)
-        else:
-            result = holdout_comparison(none_row, row)
-        result.setdefault("p_text", "–" if result["p"] is None else p_text(result["p"]))
-        result |= {"label": row["label"], "regularizer": row["regularizer"], "row": row}
-        result |= {"none_row": none_row, "verdict": verdict(result["p"])}
-        row["comparison"] = result
-        comparisons.append(result)
-    return comparisons
-
-
-# Output -------------------------------------------------------------------------------------
-
-
-def markdown_table(header: list[str], rows: list[list]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-
-
-def percent_points(diff: float | None) -> str:
-    return "–" if diff is None else f"{100 * diff:+.2f}"
-
-
-def optional_mean_std(value) -> str:
-    return "–" if value is None else percent_mean_std(value)
-
-
-def held_out_lines(rows: list[dict], notes: list[str], trials: int = 0) -> list[str]:
-    """The test-metrics table, calibration table and notes (markdown); [] without rows."""
-    if not rows:
-        return []
-    lines = ["", "## Test metrics (held-out, selection never saw these images)", ""]
-    lines += markdown_table(
-        "Setting | Protocol | Test set | Runs | Covers | Test accuracy | 95% CI (test accuracy) "
-        "| Precision | Recall | F1 | n test | Selection acc (chose the epoch)".split(" | "),
-        [
-            [row["label"], row["protocol"], identity_text(row["test_set"]), row["n_runs"]]
-            + [row["coverage"], percent_mean_std(row["accuracy"])]
-            + [percent_interval(row["accuracy_ci"])]
-            + [optional_mean_std(row[metric]) for metric in ("precision", "recall", "f1")]
-            + [row["n_test_text"], percent_mean_std(row["selection"])]
-            for row in rows
-        ],
-    )
-    methods = {row["ci_method"] for row in rows}
-    lines += [
-        "",
-        "Percent, mean ± std over a row's runs (ddof=1). Each run chose its epoch on a select "
-        "split of its training images and was then measured once, with those weights, on test "
-        "images neither training nor the choice saw (summary.json `test`); precision, recall "
-        "and F1 are macro averages over classes. `Selection acc` is the best val accuracy on "
-        "the select split, the number that chose the epoch: optimistic, shown for contrast, "
-        "not a result. A row is one setting × protocol × test set (kfold: folds count and image "
-        "pool; holdout: the test images); runs of different test sets are never pooled.",
-    ]
-    if "corrected" in methods:
-        lines.append(
-            "95% CI (kfold): mean ± t(0.975, J-1)·sqrt((1/J + n_test/n_train)·s²) over the J "
-            "runs (folds × split seeds × seeds), clipped to [0, 100] %: the Nadeau & Bengio "
-            "correction for folds that share training images (– for one run)."
-        )
-    if "t" in methods:
-        lines.append("95% CI (holdout, ≥2 seeds): t-interval over seeds, mean ± t·s/√n.")
-    if "wilson" in methods:
-        lines.append(
-            "95% CI (holdout, one seed): Wilson score interval for correct/n test "
-            "(spread over images only, not over seeds)."
-        )
-    if trials:
-        lines.append(
-            f"Not in this table: {trials} holdout/kfold λ-search trials; see the λ search section."
-        )
-    if notes:
-        lines += [""] + [f"- **note:** {note}" for note in notes]
-    return lines + calibration_lines(rows)
-
-
-def calibration_lines(rows: list[dict]) -> list[str]:
-    if not any(row["calibration"]["n_runs"] for row in rows):
-        return []
-    bins = sorted({b for row in rows for b in row["calibration"]["bins"]})
-    ece = f"ECE ({'/'.join(map(str, bins))} bins)" if bins else "ECE"
-    lines = ["", "### Calibration of the selected weights on the test images", ""]
-    lines += markdown_table(
-        ["Setting", "Protocol", ece, "Brier", "NLL", "runs with calibration"],
-        [
-            [row["label"], row["protocol"]]
-            + [number(row["calibration"][key]) for key in CALIBRATION_KEYS]
-            + [f"{row['calibration']['n_runs']}/{row['n_runs']}"]
-            for row in rows
-        ],
-    )
-    return lines + [
-        "",
-        "Means over runs of summary.json `calibration` (set = test): ECE = Σ_b (n_b/n)·|acc_b − "
-        "conf_b| over equal-width bins of top-1 confidence; Brier = mean Σ_k (p_k − y_k)² "
-        "(0 to 2); NLL = mean −ln p(true class). Lower is better for all three.",
-    ]
-
-
-def comparison_lines(rows: list[dict], comparisons: list[dict]) -> list[str]:
-    if not rows:
-        return []
-    lines = ["", "## Each regularizer against `none` on the test images", ""]
-    if not any(row["regularizer"] == "none" for row in rows):
-        return lines + ["No completed holdout/kfold `none` run: nothing to compare against."]
-    if not comparisons:
-        return lines + ["Only `none` has holdout/kfold rows so far."]
-    lines += markdown_table(
-        "Setting | Protocol | Test accuracy | `none` test accuracy | Δ (pp) | 95% CI (pp) | p "
-        "| Test | Verdict".split(" | "),
-        [
-            [c["label"], c["row"]["protocol"], percent_mean_std(c["row"]["accuracy"])]
-            + [percent_mean_std(c["none_row"]["accuracy"]) if c["none_row"] else "–"]
-            + [percent_points(c["diff"]), percent_interval(c["ci"]), c["p_text"], c["test"]]
-            + [c["verdict"]]
-            for c in comparisons
-        ],
-    )
-    return lines + [
-        "",
-        "Δ = regularizer − none in test accuracy, against the `none` row of the same model, "
-        "epochs, protocol and test set. kfold: runs paired by (split seed, fold, seed); "
-        "corrected resampled t-test (Nadeau & Bengio 2003, as in Bouckaert & Frank 2004): with "
-        "d_j the J paired differences, t = mean(d) / sqrt((1/J + n_test/n_train)·s²(d)), "
-        "J − 1 degrees of freedom, n_train = train + select images, n_test = test images. The "
-        "folds' training sets overlap, so the d_j are correlated and a plain paired t-test "
-        "(variance s²/J) would be far too confident; fewer than 3 pairs: no test. holdout: "
-        "paired t-test over seeds (≥2 shared seeds), else exact McNemar on the test images of "
-        "test_predictions.csv. No correction for multiple comparisons (several regularizers "
-        "tested against `none`): read a p near 0.05 with that in mind.",
-    ]
-
-
-def protocol_lines(rows: list[dict], comparisons: list[dict], notes: list[str], trials=0):
-    """Every holdout/kfold section of report.md; [] when no run has a test set."""
-    return held_out_lines(rows, notes, trials) + comparison_lines(rows, comparisons)
-
-
-def csv_records(rows: list[dict]) -> list[dict]:
-    """report.csv rows for the holdout/kfold rows: accuracy_*, precision_* ... are TEST metrics
-    (the protocol column says which), n_val the test images per run, n_seeds distinct seeds."""
-    table = []
-    for row in rows:
-        comparison = row.get("comparison") or {}
-        record = {"regularizer": row["regularizer"], "n_seeds": row["n_seeds"]}
-        record["n_val"] = row["n_test_text"]
-        for metric in ("precision", "recall", "f1", "accuracy"):
-            record[f"{metric}_mean"], record[f"{metric}_std"] = row[metric] or (None, None)
-        record["accuracy_ci_low"], record["accuracy_ci_high"] = row["accuracy_ci"] or (None, None)
-        record["diff_vs_none"] = comparison.get("diff")
-        record["diff_ci_low"], record["diff_ci_high"] = comparison.get("ci") or (None, None)
-        record["p_value"], record["test"] = comparison.get("p"), comparison.get("test")
-        model, _, (lambda_l1, lambda_l2, alpha, beta), epochs = row["setting"]
-        record |= {"model": model, "lambda_l1": lambda_l1, "lambda_l2": lambda_l2}
-        record |= {"epochs": epochs, "sweep_dir": row["sweep"], "protocol": row["protocol"]}
-        record |= {"test_set": identity_text(row["test_set"]), "n_runs": row["n_runs"]}
-        record["selection_accuracy_mean"] = row["selection"][0]
-        record |= {f"{key}_mean": row["calibration"][key] for key in CALIBRATION_KEYS}
-        record |= {"alpha": alpha, "beta": beta}
-        table.append(record)
-    return table
-
-
-def summary_lines(rows: list[dict], width: int) -> list[str]:
-    """The terminal lines of the holdout/kfold rows: test accuracy and the p against `none`."""
-    if not rows:
-        return []
-    labels = [f"{row['label']} [{row['protocol']}]" for row in rows]
-    width = max([width] + [len(label) for label in labels])
-    lines = [f"{'held-out test':<{width}} {'runs':>5}  {'test acc %':<15} {'vs none (pp)':>12}  p"]
-    for label, row in zip(labels, rows):
-        comparison = row.get("comparison")
-        diff = percent_points(comparison["diff"]) if comparison else ""
-        p_value = comparison["p_text"] if comparison else ""
-        accuracy = percent_mean_std(row["accuracy"])
-        line = f"{label:<{width}} {row['n_runs']:>5}  {accuracy:<15} {diff:>12}  {p_value}"
-        lines.append(line.rstrip())
-    return lines
-
-
-def trial_summary(best: dict) -> str:
-    """The best trial's scores for the terminal line of a λ search (report.summary_table)."""
-    text = f"{percent(best['accuracy'])}%"
-    if best["protocol"] != "reference":
-        test = best["test_accuracy"]
-        text += f" on the selection split (test {'–' if test is None else percent(test)}%)"
-    return text

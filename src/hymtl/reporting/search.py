@@ -1,106 +1,35 @@
-"""The λ-search part of hymtl.report (every trial, the best λ, accuracy against λ), what tells
-runs apart (setting, strengths, protocol, sample_key: shared with report.py and
-protocol_report.py), and the sampler that lets a resumed search propose new λ.
+"""The λ-search section of report.md: every trial, the best one, accuracy against λ (search.png).
 
-Trials are ranked by the selection metric (best_model accuracy = best_val_acc): val/ under the
-reference protocol (chosen and measured on the same images: optimistic), the select split under
-holdout or kfold, whose `test` block then gives the chosen trial's score on unseen images."""
+Trials are the runs settings.trial_runs picks: a regularizer tried at several strengths with one
+sample each. They are ranked by the selection metric (best_model accuracy = best_val_acc): val/
+under the reference protocol (chosen and measured on the same images: optimistic), the select
+split under holdout or kfold, whose `test` block then gives the chosen trial's score on unseen
+images. (The sampler that proposes λ during a search is hymtl.run.search_sampler.)"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib as mpl
-import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
-from hymtl.training.regularizers import typed_lambdas
+from hymtl.reporting.settings import (
+    held_out_accuracy,
+    run_protocol,
+    selection_accuracy,
+    strength_text,
+    strengths,
+    trial_runs,
+)
+from hymtl.reporting.tables import markdown_table
 
-PROTOCOLS = ("reference", "holdout", "kfold")  # config.evaluation.protocol (hymtl/config/schema.py)
-KNOWN_ORDER = ("none", "l1", "l2", "elasticnet", "l2sp")  # how reports order regularizers
-
-
-def effective_lambdas(run) -> tuple[float, float]:
-    """The run's (lambda_l1, lambda_l2), read back from its regularizer (regularizers.py)."""
-    return typed_lambdas(run.config.get("regularizer") or {})
-
-
-def strengths(run) -> tuple[float, float, float, float]:
-    """Every strength the run's regularizer trained with: (λ1, λ2, α, β); α and β are l2sp's
-    (0 for the other regularizers and for runs older than l2sp)."""
-    regularizer = run.config.get("regularizer") or {}
-    alpha, beta = (float(regularizer.get(key) or 0.0) for key in ("alpha", "beta"))
-    return (*effective_lambdas(run), alpha, beta)
-
-
-def strength_text(values: tuple) -> str:
-    """ "λ1=0.001 λ2=0" for a λ-regularizer, "α=0.1 β=0.01" for l2sp (λ too when also set)."""
-    lambda_l1, lambda_l2, alpha, beta = values
-    parts = []
-    if lambda_l1 or lambda_l2 or not (alpha or beta):
-        parts.append(f"λ1={lambda_l1:.3g} λ2={lambda_l2:.3g}")
-    if alpha or beta:
-        parts.append(f"α={alpha:.3g} β={beta:.3g}")
-    return " ".join(parts)
-
-
-def run_protocol(run) -> str:
-    """config.evaluation.protocol: reference (epoch chosen and measured on val/), holdout or
-    kfold (a test set the choice never saw). Runs older than the evaluation group: reference."""
-    evaluation = run.config.get("evaluation")
-    protocol = evaluation.get("protocol") if isinstance(evaluation, dict) else None
-    if protocol is None and isinstance(run.summary.get("evaluation"), dict):
-        protocol = run.summary["evaluation"].get("protocol")
-    return str(protocol or "reference")
-
-
-def sample_key(run) -> tuple:
-    """What makes two runs of one setting two samples rather than a rerun: the seed, and under
-    holdout/kfold also the split seed (and fold) that drew the select and test images."""
-    evaluation = run.summary.get("evaluation") or run.config.get("evaluation") or {}
-    protocol = run_protocol(run)
-    if protocol == "kfold":
-        return evaluation.get("split_seed"), evaluation.get("fold"), run.seed
-    if protocol == "holdout":
-        return evaluation.get("split_seed"), run.seed
-    return (run.seed,)
-
-
-def setting(run) -> tuple:
-    """What a run trained, apart from its seed: (model name, regularizer, strengths, epochs),
-    strengths = (λ1, λ2, α, β) (see `strengths`). Runs of one setting with different seeds are
-    repeats; anything else is a different setting."""
-    model = run.config.get("model")
-    model_name = model.get("name") if isinstance(model, dict) else None
-    return model_name, run.regularizer, strengths(run), run.config.get("epochs")
-
-
-def trial_runs(runs) -> list:
-    """The completed runs that are λ-search trials, not seeds: runs of a regularizer tried at
-    more than one strength (λ, or α/β for l2sp) under one evaluation protocol, in a setting run
-    with a single sample (sample_key: one seed; under kfold one (split seed, fold, seed)). A
-    strength tried again with the same seed is still one trial per run, never a second seed; a
-    strength rerun with ≥2 seeds (or folds) is a seed group."""
-    completed = [run for run in runs if run.status == "completed"]
-    tried: dict[tuple, set] = {}
-    samples: dict[tuple, set] = {}
-    for run in completed:
-        tried.setdefault((run_protocol(run), run.regularizer), set()).add(strengths(run))
-        samples.setdefault((run_protocol(run), setting(run)), set()).add(sample_key(run))
-    searched = {key for key, values in tried.items() if len(values) > 1}
-    return [
-        run
-        for run in completed
-        if (run_protocol(run), run.regularizer) in searched
-        and len(samples[run_protocol(run), setting(run)]) < 2
-    ]
-
-
-def held_out_accuracy(run) -> float | None:
-    """The selected weights' accuracy on the test images (holdout/kfold), None without one."""
-    test = run.summary.get("test")
-    return test.get("accuracy") if isinstance(test, dict) else None
+STRENGTH_AXES = {
+    "lambda_l1": "λ1 (Σ|w| weight)",
+    "lambda_l2": "λ2 (Σw² weight or weight decay)",
+    "alpha": "α (l2sp, toward w0)",
+    "beta": "β (l2sp, head Σw²)",
+}
 
 
 def search_trials(runs) -> list[dict]:
@@ -109,29 +38,11 @@ def search_trials(runs) -> list[dict]:
     kfold); [] when λ was fixed. A trial's test accuracy is shown, never used to rank."""
     trials = []
     for run in trial_runs(runs):
-        lambda_l1, lambda_l2, alpha, beta = strengths(run)
-        trials.append(
-            {
-                "run": run,
-                "regularizer": run.regularizer,
-                "protocol": run_protocol(run),
-                "accuracy": run.summary["best_model"]["accuracy"],
-                "test_accuracy": held_out_accuracy(run),
-                "lambda_l1": lambda_l1,
-                "lambda_l2": lambda_l2,
-                "alpha": alpha,
-                "beta": beta,
-            }
-        )
+        values = strengths(run)
+        trial = {"run": run, "regularizer": run.regularizer, "protocol": run_protocol(run)}
+        trial |= {"accuracy": selection_accuracy(run), "test_accuracy": held_out_accuracy(run)}
+        trials.append(trial | {"strengths": values} | values._asdict())
     return sorted(trials, key=lambda t: -t["accuracy"])
-
-
-STRENGTH_AXES = {
-    "lambda_l1": "λ1 (Σ|w| weight)",
-    "lambda_l2": "λ2 (Σw² weight or weight decay)",
-    "alpha": "α (l2sp, toward w0)",
-    "beta": "β (l2sp, head Σw²)",
-}
 
 
 def plot_search(trials: list[dict], path: Path) -> None:
@@ -162,7 +73,7 @@ def plot_search(trials: list[dict], path: Path) -> None:
 
 def best_trial_text(best: dict) -> str:
     """How the best trial was chosen, and (holdout/kfold) its score on images never used."""
-    where = f"{best['regularizer']}**, {trial_strengths(best)}"
+    where = f"{best['regularizer']}**, {strength_text(best['strengths'])}"
     if best["protocol"] == "reference":
         return (
             f"Best trial: **{where}, best val accuracy {100 * best['accuracy']:.2f}% "
@@ -179,10 +90,6 @@ def best_trial_text(best: dict) -> str:
         f"Best trial: **{where}, selected on the selection split ({best['protocol']}): "
         f"{100 * best['accuracy']:.2f}%; {test_text} (`{best['run'].path.name}`)."
     )
-
-
-def trial_strengths(trial: dict) -> str:
-    return strength_text((trial["lambda_l1"], trial["lambda_l2"], trial["alpha"], trial["beta"]))
 
 
 def protocol_cell(trial: dict) -> str:
@@ -218,10 +125,15 @@ def search_lines(runs, sweep_dirs: list[Path], out_dir: Path) -> list[str]:
         "weights on the held-out test images, shown, never used to rank (– without a test set).",
         "",
     ]
+    return lines + trial_table(trials) + ["", "![search](search.png)"]
+
+
+def trial_table(trials: list[dict]) -> list[str]:
+    """Every trial, best first; α and β columns only when a trial used them."""
     with_ab = any(t["alpha"] or t["beta"] for t in trials)
     header = ["rank", "regularizer", "λ1", "λ2"] + (["α", "β"] if with_ab else [])
     header += ["seed", "protocol", "selection acc %", "test acc %", "run"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table = []
     for rank, trial in enumerate(trials, 1):
         test = trial["test_accuracy"]
         cells = [rank, trial["regularizer"], f"{trial['lambda_l1']:.3g}"]
@@ -229,55 +141,5 @@ def search_lines(runs, sweep_dirs: list[Path], out_dir: Path) -> list[str]:
         cells += [f"{trial['alpha']:.3g}", f"{trial['beta']:.3g}"] if with_ab else []
         cells += [trial["run"].seed, protocol_cell(trial), f"{100 * trial['accuracy']:.2f}"]
         cells += ["–" if test is None else f"{100 * test:.2f}", f"`{trial['run'].path.name}`"]
-        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
-    lines += ["", "![search](search.png)"]
-    return lines
-
-
-def resumed_seed(seed: int | None, trials_before: int) -> int | None:
-    """The sampler seed for an invocation that finds trials_before trials in its study: `seed`
-    itself for a new study (the same λ as a plain TPESampler(seed)), otherwise a seed derived
-    from both, so each resumption draws fresh λ instead of replaying the first invocation's."""
-    if seed is None or trials_before == 0:
-        return seed
-    return int(np.random.SeedSequence([seed, trials_before]).generate_state(1)[0])
-
-
-class ResumableTPESampler:
-    """Optuna's TPESampler, seeded by resumed_seed(seed, number of trials already in the study).
-
-    hparams_search=lambda_search names this class as the sampler's `_target_`. The study is
-    only known once the sweeper asks for the first trial, so the TPESampler is built then; the
-    first trial's number is how many trials (finished, failed or left running by a killed
-    invocation: each drew λ) the study held before. Everything else is TPESampler's."""
-
-    def __init__(self, seed: int | None = None, **tpe_options) -> None:
-        self.seed = seed
-        self.tpe_options = tpe_options
-        self.sampler = None
-
-    def tpe(self, trial):
-        if self.sampler is None:
-            from optuna.samplers import TPESampler  # optional extra: only a search needs it
-
-            seed = resumed_seed(self.seed, trial.number)
-            self.sampler = TPESampler(seed=seed, **self.tpe_options)
-        return self.sampler
-
-    def infer_relative_search_space(self, study, trial):
-        return self.tpe(trial).infer_relative_search_space(study, trial)
-
-    def sample_relative(self, study, trial, search_space):
-        return self.tpe(trial).sample_relative(study, trial, search_space)
-
-    def sample_independent(self, study, trial, param_name, param_distribution):
-        return self.tpe(trial).sample_independent(study, trial, param_name, param_distribution)
-
-    def after_trial(self, study, trial, state, values) -> None:
-        self.tpe(trial).after_trial(study, trial, state, values)
-
-    def reseed_rng(self) -> None:
-        if self.sampler is None:
-            self.seed = None  # asked to drop the seed before the first trial
-        else:
-            self.sampler.reseed_rng()
+        table.append(cells)
+    return markdown_table(header, table)
