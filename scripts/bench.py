@@ -9,9 +9,9 @@
 Both sides run the reference recipe (ResNet-18, batch 4, 224², SGD 0.001/0.9, the same images)
 in their own process, so each reports its own peak memory, and they take turns: A/B rounds of the
 same number of steps after a warm-up, so machine noise hits both alike (scripts/ab_harness.py).
-The hymtl side is set up as train() sets itself up (hymtl.train.setup_runtime and build_parts)
-and runs hymtl.training.loop's
-train_one_epoch/evaluate on a fixed number of batches. Reported: images/s
+The hymtl side is set up as train() sets itself up (setup_runtime and build_parts of
+hymtl.training.setup) and runs hymtl.training.loop's train_one_epoch/evaluate on a fixed number
+of batches. Reported: images/s
 (train, eval, median over rounds), peak memory (max RSS of the side's main process on CPU, max
 allocated on CUDA), this machine's measured fp32/bf16 matmul GFLOP/s and the fraction of it each
 side achieves. The last line is `speedup_vs_reference=<train images/s of hymtl / reference>`.
@@ -166,8 +166,8 @@ class HymtlSide:
         # not carry hymtl's imports.
         from hydra import compose, initialize_config_module
 
-        from hymtl.train import build_parts, setup_runtime
         from hymtl.training.loop import evaluate, train_one_epoch
+        from hymtl.training.setup import build_parts, setup_runtime
 
         with initialize_config_module("hymtl.conf", version_base="1.3"):
             cfg = compose(

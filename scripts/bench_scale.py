@@ -7,10 +7,10 @@
 Generates (once, in --data-dir) 2-class ImageFolders of hymenoptera-like JPEGs (about 500×375,
 60% train / 40% val), the sizes sharing their files through hard links. Each case runs in its own
 process (so peak memory is its own), set up exactly as training is (scripts/bench.py's HymtlSide:
-hymtl.train.setup_runtime and build_parts, ResNet-18 with random weights, batch 4, the default
-speed settings). Each larger case takes turns with the smallest one (scripts/ab_harness.py: A/B
-rounds of the same number of batches after a warm-up), so that machine noise hits both alike and
-cancels out of their ratio. Reported per case:
+hymtl.training.setup's setup_runtime and build_parts, ResNet-18 with random weights, batch 4,
+the default speed settings). Each larger case takes turns with the smallest one
+(scripts/ab_harness.py: A/B rounds of the same number of batches after a warm-up), so that
+machine noise hits both alike and cancels out of their ratio. Reported per case:
 
     start-up    seconds of the whole set-up (build_parts: data, model, loaders)
     scan        milliseconds per image of the data stage in it (listing, decoding and caching

@@ -25,6 +25,7 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -33,9 +34,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 
-from hymtl.data.toydata import make_toy_image_folder
+from hymtl.data.toydata import make_toy_image_folder, write_class_images
 
 FAST = [
     "data=imagefolder",
@@ -598,8 +600,6 @@ def resume_truncated_last_pt(tmp: Path) -> None:
 
 @case
 def resume_last_pt_that_is_a_plain_state_dict(tmp: Path) -> None:
-    import torch
-
     run_dir = SHARED.copy_of_finished_run(tmp)
     weights = torch.load(run_dir / "best.pt", weights_only=True)["model"]
     torch.save(weights, run_dir / "last.pt")
@@ -958,8 +958,6 @@ def read_predictions(out: Path) -> list[dict]:
 
 
 def bad_checkpoints(tmp: Path) -> dict[str, Path]:
-    import torch
-
     keyless = tmp / "keyless.pt"
     torch.save({"a": 1}, keyless)
     text = tmp / "notes.pt"
@@ -1040,6 +1038,28 @@ def predict_inputs_missing(tmp: Path) -> None:
     result = run(predict(SHARED.finished_run() / "best.pt", missing, tmp / "out"), tmp)
     expect_refusal(result, "hymtl-predict", mentions=(missing,))
     expect_absent(tmp / "out", missing)
+
+
+@case
+def predict_damaged_torchscript_export(tmp: Path) -> None:
+    """An export cut short (a full disk, an interrupted copy) and random bytes under an
+    export's name: one line naming the file and the command that writes it again."""
+    ckpt = SHARED.finished_run() / "best.pt"
+    shipped = tmp / "shipped" / "model.torchscript.pt"
+    expect_success(run(module("hymtl.export", f"ckpt={ckpt}", f"out={shipped}"), tmp))
+    cut = tmp / "cut" / "model.torchscript.pt"
+    cut.parent.mkdir()
+    cut.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
+    shutil.copyfile(shipped.with_suffix(".json"), cut.with_suffix(".json"))
+    noise = tmp / "model.ts"
+    noise.write_bytes(os.urandom(4096))
+    images = images_folder(tmp)
+    for damaged, source in ((cut, ckpt), (noise, "RUN_DIR/best.pt")):
+        out = tmp / f"out-{damaged.suffix[1:]}"
+        result = run(predict(damaged, images, out), tmp)
+        again = f"hymtl export ckpt={source} out={damaged} overwrite=true"
+        expect_refusal(result, "hymtl-predict", mentions=(damaged, "damaged", again))
+        expect_absent(out)
 
 
 @case
@@ -1366,8 +1386,6 @@ def special_symlinks_to_dev_zero_and_dev_null(tmp: Path) -> None:
 
 @case
 def special_socket_in_class_folder(tmp: Path) -> None:
-    import socket
-
     server = socket.socket(socket.AF_UNIX)
     try:
 
@@ -1391,6 +1409,18 @@ def special_fifo_among_predict_inputs(tmp: Path) -> None:
     rows = read_predictions(out)
     check(len(rows) == 3, f"{len(rows)} predictions, expected 3")
     expect_skips_named(result, None, {"camera.jpg": "not a regular file (a FIFO)"})
+
+
+@case
+def special_fifo_given_as_predict_inputs(tmp: Path) -> None:
+    fifo = tmp / "camera.jpg"
+    os.mkfifo(fifo)
+    out = tmp / "out"
+    result = run(
+        predict(SHARED.finished_run() / "best.pt", fifo, out), tmp, timeout=SPECIAL_TIMEOUT_S
+    )
+    expect_refusal(result, "hymtl-predict", mentions=(fifo, "not a regular file (a FIFO)"))
+    expect_absent(out)
 
 
 @case
@@ -1458,8 +1488,6 @@ def plots_matplotlibrc_asking_for_latex(tmp: Path) -> None:
 
 @case
 def plots_forty_tiny_classes(tmp: Path) -> None:
-    from hymtl.data.toydata import write_class_images
-
     names = [f"class_{index:02}" for index in range(40)]
     write_class_images(tmp / "data" / "train", classes=names, per_class=2, seed=1)
     write_class_images(tmp / "data" / "val", classes=names, per_class=1, seed=2)

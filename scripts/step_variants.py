@@ -7,7 +7,8 @@ Every variant trains ResNet-18 (batch 4, bf16 autocast, channels_last, random we
 hymtl's cached, augmented training images in its own process; the variants take turns, rounds of
 `--steps` batches after a warm-up, and the table gives each one's median images/s and its
 median per-round ratio to the first variant (the per-round ratio cancels most machine noise).
-Each variant starts from hymtl's own setup (hymtl.train.setup_runtime and build_parts) and trains
+Each variant starts from hymtl's own setup (setup_runtime and build_parts of
+hymtl.training.setup) and trains
 with hymtl.training.loop.train_one_epoch, changing only what it tries.
 scripts/bench.py compares hymtl's
 kept settings with the tutorial loop; this script is the record of what was measured and dropped
@@ -35,8 +36,8 @@ from hydra import compose, initialize_config_module
 from torch import nn
 from torchvision import transforms
 
-from hymtl.train import build_parts, setup_runtime
 from hymtl.training.loop import train_one_epoch
+from hymtl.training.setup import build_parts, setup_runtime
 
 VARIANTS = (
     "base reuse_freed_memory pure_bf16 foreach_sgd fused_sgd compile uint8_aug one_worker "

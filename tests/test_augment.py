@@ -36,7 +36,7 @@ def test_none_prepares_training_images_like_val_images(image):
 
 
 def test_the_augment_group_reaches_the_training_split(image_root):
-    from hymtl.train import build_parts, setup_runtime
+    from hymtl.training.setup import build_parts, setup_runtime
 
     overrides = ["data=imagefolder", f"data.root={image_root}", "augment=none"]
     cfg = compose_config(TINY + overrides)

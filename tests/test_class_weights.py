@@ -77,9 +77,9 @@ def test_val_loss_is_plain_cross_entropy_whatever_the_training_loss(
 ):
     real_evaluate, criteria = hymtl.train.evaluate, []
 
-    def recording(model, loader, criterion, *args, **kwargs):
-        criteria.append(criterion)
-        return real_evaluate(model, loader, criterion, *args, **kwargs)
+    def recording(model, loader, **kwargs):
+        criteria.append(kwargs["criterion"])
+        return real_evaluate(model, loader, **kwargs)
 
     monkeypatch.setattr(hymtl.train, "evaluate", recording)
     overrides = [

@@ -19,7 +19,7 @@ ONE_IMAGE_MB = 40 * 40 * 4 / 2**20  # conftest's images: 40x40 RGB, which PIL ke
     ],
 )
 def test_auto_cache_limit_follows_available_memory(monkeypatch, available_mb, expected_mb):
-    monkeypatch.setattr(data, "available_memory_mb", lambda: available_mb)
+    monkeypatch.setattr(data.cache, "available_memory_mb", lambda: available_mb)
     assert resolve_cache_mb("auto") == expected_mb
     assert resolve_cache_mb(300) == 300.0  # a number is taken as given
 
@@ -48,11 +48,12 @@ def test_partial_cache_gives_the_batches_of_a_full_cache(image_root, monkeypatch
     assert len(full.train.cache.images) == 36 and len(partial.train.cache.images) == 3
     decoders = []
     decode = data.open_rgb
-    monkeypatch.setattr(
-        data,
-        "open_rgb",
-        lambda path: decoders.append(threading.current_thread().name) or decode(path),
-    )
+    for module in (data.cache, data.datasets):  # every decode after the scan
+        monkeypatch.setattr(
+            module,
+            "open_rgb",
+            lambda path: decoders.append(threading.current_thread().name) or decode(path),
+        )
     loaders = {
         name: make_loader(splits.train, 4, 0, True, seed=5, pin_memory=False)
         for name, splits in (("full", full), ("partial", partial))

@@ -16,6 +16,7 @@ from hymtl import evaluate as evaluate_cli
 from hymtl import export as export_cli
 from hymtl import predict as predict_cli
 from hymtl.data import open_rgb
+from hymtl.inference import verifying
 from hymtl.inference.loading import load_trained_model
 from hymtl.run.artifacts import save_checkpoint
 from hymtl.training.models import build_model
@@ -188,8 +189,46 @@ def test_export_checks_itself_on_random_tensors_without_the_val_images(
     assert check["n"] == check["labels_agreeing"] == 8
 
 
+def write_split_csv(run_dir, root, roles):
+    """RUN_DIR/split.csv as training writes it: each image under `root` (sorted), its class
+    folder as label, and the next role of `roles`."""
+    files = sorted(path.relative_to(root) for path in root.rglob("*.jpg"))
+    with open(run_dir / "split.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "role"])
+        writer.writerows([str(f), f.parts[0], role] for f, role in zip(files, roles * len(files)))
+    return run_dir / "split.csv"
+
+
+def test_export_checks_itself_on_the_images_the_run_evaluated(checkpoint, tmp_path):
+    root = tmp_path / "data"  # one folder of class folders: no DATA_ROOT/val to fall back on
+    write_class_images(root, per_class=5, seed=14)
+    ckpt = bf16_run(tmp_path, checkpoint, root)
+    split = write_split_csv(ckpt.parent, root, ["train", "select", "train", "test", "train"])
+    (root / "ants" / "ants_1.jpg").unlink()  # a select image gone since: not checked
+    exported = tmp_path / "model.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 0
+    check = json.loads(exported.with_suffix(".json").read_text())["verification"]
+    assert check["inputs"] == (
+        f"3 images the run evaluated, listed in {split} (roles select, test) under {root}"
+    )
+    assert check["n"] == check["labels_agreeing"] == 3
+
+
+def test_a_split_csv_of_other_classes_is_not_the_runs(checkpoint, tmp_path):
+    root = tmp_path / "data"
+    write_class_images(root / "val", per_class=2, seed=15)
+    write_class_images(root / "train", classes=("wasps", "flies"), per_class=2, seed=16)
+    ckpt = bf16_run(tmp_path, checkpoint, root)
+    write_split_csv(ckpt.parent, root / "train", ["select"])
+    exported = tmp_path / "model.pt"
+    assert export_cli.main([f"ckpt={ckpt}", f"out={exported}"]) == 0
+    check = json.loads(exported.with_suffix(".json").read_text())["verification"]
+    assert check["inputs"] == f"4 val images in {root / 'val'}"  # as without split.csv
+
+
 def test_labels_that_differ_are_one_warning_line(checkpoint, tmp_path, monkeypatch, caplog):
-    real = export_cli.load_exported_model
+    real = verifying.load_exported_model
 
     def swapped(path, device):  # an export whose classes come out in the wrong order
         loaded = real(path, device)
@@ -197,7 +236,7 @@ def test_labels_that_differ_are_one_warning_line(checkpoint, tmp_path, monkeypat
         loaded.model = lambda images: model(images).flip(1)
         return loaded
 
-    monkeypatch.setattr(export_cli, "load_exported_model", swapped)
+    monkeypatch.setattr(verifying, "load_exported_model", swapped)
     exported = tmp_path / "model.pt"
     with caplog.at_level("WARNING", logger="hymtl.export"):
         assert export_cli.main([f"ckpt={checkpoint}", f"out={exported}"]) == 0

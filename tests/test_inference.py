@@ -11,13 +11,11 @@ from hymtl import evaluate as evaluate_cli
 from hymtl import predict as predict_cli
 from hymtl.train import train
 
-from .conftest import TINY, compose_config
+from .conftest import TINY, compose_config, make_toy_image_folder
 
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
-    from hymtl.data.toydata import make_toy_image_folder
-
     root = make_toy_image_folder(tmp_path_factory.mktemp("data") / "images")
     # A val file whose name is not UTF-8 goes through training, val_predictions.csv and predict.
     bees = root / "val" / "bees"

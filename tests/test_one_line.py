@@ -18,8 +18,8 @@ from hymtl.config.compose import (
     typed_overrides,
 )
 from hymtl.run.artifacts import remove_stale_temp_files
+from hymtl.run.lifecycle import RunInterrupted, RunOutcome, catch_stop_signals, restore_signals
 from hymtl.run.rundir import ARTIFACT_FILES
-from hymtl.train import RunInterrupted, RunOutcome, catch_stop_signals, restore_signals
 
 from .conftest import run_cli
 

@@ -11,6 +11,10 @@ import logging
 import os
 import re
 import shutil
+import struct
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ import torch
 from PIL import Image
 
 from hymtl import evaluate as evaluate_cli
+from hymtl import export as export_cli
 from hymtl import predict as predict_cli
 from hymtl.inference.loading import load_trained_model
 from hymtl.run.artifacts import save_checkpoint
@@ -218,6 +223,101 @@ def test_file_that_is_no_checkpoint_is_one_line(kind, expected, tmp_path, capsys
         path.mkdir()
     assert predict_cli.main([f"ckpt={path}", f"inputs={tmp_path}"]) == 2
     assert expected in error_line(capsys, "predict")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, weights) -> tuple[Path, Path]:
+    """(a checkpoint, the TorchScript file hymtl export made of it, its JSON beside it)."""
+    folder = tmp_path_factory.mktemp("exported")
+    checkpoint = write_checkpoint(folder / "run" / "best.pt", weights)
+    model = folder / "model.torchscript.pt"
+    assert export_cli.main([f"ckpt={checkpoint}", f"out={model}"]) == 0
+    return checkpoint, model
+
+
+def flip_bytes_of(member: str, source: Path, path: Path) -> None:
+    """A copy of the zip archive `source` whose `member` has 32 bytes flipped (bit rot, a bad
+    copy): the archive still opens, the member no longer matches its checksum."""
+    data = bytearray(source.read_bytes())
+    with zipfile.ZipFile(source) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(member))
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 :][:4])
+    start = info.header_offset + 30 + name_length + extra_length
+    data[start : start + 32] = bytes(byte ^ 0x5A for byte in data[start : start + 32])
+    path.write_bytes(data)
+
+
+def rewrite_metadata(source: Path, path: Path, metadata: bytes) -> None:
+    """A copy of the TorchScript archive `source` with other bytes as its hymtl.json."""
+    with zipfile.ZipFile(source) as old, zipfile.ZipFile(path, "w") as new:
+        for info in old.infolist():
+            ours = info.filename.endswith("/hymtl.json")
+            new.writestr(info, metadata if ours else old.read(info))
+
+
+# name -> (the file's name, how it is damaged, what the line says is wrong)
+DAMAGED = {
+    "truncated": ("model.torchscript.pt", "half", "not a complete archive, "),
+    "random bytes named .ts": ("model.ts", "random", "not a complete archive, 4096 bytes"),
+    "a weight flipped": ("model.torchscript.pt", "flip data/0", "data/0 fails its checksum"),
+    "its code flipped": ("model.pt", "flip data.pkl", "data.pkl fails its checksum"),
+    "metadata not JSON": ("model.torchscript.pt", "metadata", "(JSONDecodeError: "),
+    "metadata without classes": ("model.pt", "no classes", "hymtl.json lacks classes"),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGED))
+def test_a_damaged_torchscript_export_is_one_line(kind, exported, tmp_path, capsys):
+    checkpoint, model = exported
+    name, damage, expected = DAMAGED[kind]
+    path = tmp_path / name
+    if damage == "half":
+        path.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    elif damage == "random":
+        path.write_bytes(os.urandom(4096))
+    elif damage.startswith("flip "):
+        flip_bytes_of(damage.removeprefix("flip "), model, path)
+    else:
+        metadata = json.loads(model.with_suffix(".json").read_text())
+        del metadata["classes"]
+        text = b"{not json" if damage == "metadata" else json.dumps(metadata).encode()
+        rewrite_metadata(model, path, text)
+    source = "RUN_DIR/best.pt"
+    if damage != "random":  # the JSON beside it names the checkpoint to export again
+        shutil.copyfile(model.with_suffix(".json"), path.with_suffix(".json"))
+        source = str(checkpoint)
+    assert predict_cli.main([f"ckpt={path}", f"inputs={tmp_path}"]) == 2
+    line = error_line(capsys, "predict")
+    assert line.startswith(f"ckpt={path} is a damaged TorchScript export (")
+    assert expected in line
+    assert line.endswith(f"; export it again: hymtl export ckpt={source} out={path} overwrite=true")
+
+
+def test_a_checkpoint_named_like_an_export_is_still_a_checkpoint(checkpoint, tmp_path):
+    renamed = tmp_path / "model.torchscript.pt"
+    shutil.copyfile(checkpoint, renamed)
+    assert load_trained_model(renamed, "cpu").classes == CLASSES
+
+
+@pytest.mark.parametrize("key", ["inputs", "ckpt"])
+def test_a_fifo_as_inputs_or_ckpt_is_one_line_and_never_opened(key, checkpoint, tmp_path):
+    fifo = tmp_path / ("camera.jpg" if key == "inputs" else "model.pt")
+    os.mkfifo(fifo)
+    given = {"ckpt": checkpoint, "inputs": tmp_path, key: fifo}
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "hymtl.predict", *(f"{k}={v}" for k, v in given.items())]
+    # Opening the FIFO would block until a writer comes: the timeout fails the test instead.
+    result = subprocess.run([*command, f"out={out}"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    what_to_do = (
+        "give an image file or a folder of images"
+        if key == "inputs"
+        else ("pass ckpt=RUN_DIR/best.pt")
+    )
+    assert result.stderr.strip().splitlines() == [
+        f"hymtl-predict: error: {key}={fifo} is not a regular file (a FIFO); {what_to_do}"
+    ]
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("stored, expected", [(None, 64), (0, 0), (16, 16)])

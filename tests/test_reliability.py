@@ -172,3 +172,30 @@ def test_sigterm_leaves_a_resumable_run_and_one_line(image_root, tmp_path):
     assert summary["status"] == "interrupted"
     done = torch.load(run_dir / "last.pt", weights_only=True)["epoch"]
     assert len(comparable_rows(run_dir)) in (done, done + 1)  # a row past last.pt is redone
+
+
+def test_a_killed_data_loading_worker_is_one_line_with_the_way_on(
+    image_root, tmp_path, monkeypatch
+):
+    """torch's RuntimeError for a worker the OOM killer took: the run ends `failed` with one
+    line naming the cause and the resume command, and last.pt of the epoch before stays."""
+    import hymtl.train
+
+    real_train_one_epoch, calls = hymtl.train.train_one_epoch, []
+
+    def killed_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
+        return real_train_one_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(hymtl.train, "train_one_epoch", killed_in_epoch_2)
+    run_dir = tmp_path / "run"
+    with pytest.raises(UserError) as raised:
+        train(compose_config(SHORT + [f"data.root={image_root}"]), run_dir)
+    message = str(raised.value)
+    assert "pid 4242" in message and "lower num_workers= or batch_size=" in message
+    assert f"resume={run_dir}" in message and "\n" not in message
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "data-loading process died" in summary["error"]
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1

@@ -131,7 +131,7 @@ def test_resume_with_more_epochs_extends_a_completed_run(image_root, tmp_path):
 def test_non_finite_weights_fail_the_run_and_are_never_saved(image_root, tmp_path, monkeypatch):
     """One step per epoch with lr=nan: the loss of that step is finite, the weights after it
     are not. (The config check refuses lr=nan; bypassed here to reach the loop's guard.)"""
-    monkeypatch.setattr(hymtl.train, "check_config", lambda cfg: None)
+    monkeypatch.setattr("hymtl.run.lifecycle.check_config", lambda cfg: None)
     cfg = compose_config(base(image_root) + ["optimizer.lr=nan", "batch_size=24"])
     run_dir = tmp_path / "run"
     with pytest.raises(NonFiniteLoss, match="weights became non-finite .* in epoch 1"):

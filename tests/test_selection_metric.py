@@ -9,11 +9,13 @@ import logging
 import pytest
 import torch
 
-import hymtl.run.artifacts
+import hymtl.run.provenance
 import hymtl.train
 from hymtl.report import compare_with_none, find_run_dirs, load_run, summarize_by_regularizer
-from hymtl.run.artifacts import job_command_line, load_checkpoint
-from hymtl.train import best_value, train
+from hymtl.run.artifacts import load_checkpoint
+from hymtl.run.provenance import job_command_line
+from hymtl.train import train
+from hymtl.training.epoch import best_value
 from hymtl.training.features import CACHED_AUGMENTATION
 from hymtl.training.losses import epochs_without_improvement, is_better
 
@@ -28,11 +30,11 @@ def scripted_evaluate(monkeypatch, history, seen_criteria=None):
     """Val evaluations that report the (acc, loss) of `history`, one pair per epoch."""
     real_evaluate, pairs = hymtl.train.evaluate, iter(history)
 
-    def scripted(model, loader, criterion, *args, **kwargs):
+    def scripted(model, loader, **kwargs):
         if seen_criteria is not None:
-            seen_criteria.append(criterion)
-        result = real_evaluate(model, loader, criterion, *args, **kwargs)
-        desc = args[3] if len(args) > 3 else kwargs.get("desc", "")
+            seen_criteria.append(kwargs["criterion"])
+        result = real_evaluate(model, loader, **kwargs)
+        desc = kwargs.get("desc", "")
         if desc.endswith("val"):
             acc, loss = next(pairs)
             result = {**result, "acc": acc, "loss": loss}
@@ -151,7 +153,7 @@ def test_a_sweep_job_records_its_own_command(monkeypatch):
         initialized = staticmethod(lambda: True)
         get = staticmethod(lambda: Hydra())
 
-    monkeypatch.setattr(hymtl.run.artifacts, "HydraConfig", FakeHydraConfig)
+    monkeypatch.setattr(hymtl.run.provenance, "HydraConfig", FakeHydraConfig)
     assert job_command_line() == (
         "python -m hymtl.train regularizer=l2 seed=1 'data.root=/my data'"
     )

@@ -80,7 +80,8 @@ def opened(monkeypatch):
         paths.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(hymtl.data, "open_rgb", recording)
+    for module in (hymtl.data.images, hymtl.data.cache, hymtl.data.datasets):
+        monkeypatch.setattr(module, "open_rgb", recording)
     return paths
 
 
@@ -194,7 +195,7 @@ SLOW_SCAN = """
         time.sleep(0.5)
         return "slow", None
 
-    hymtl.data.check_image = slow_check
+    hymtl.data.folders.check_image = slow_check  # what the scan calls
     classes, files = hymtl.data.list_class_files(Path(sys.argv[1]))
     hymtl.data.scan_usable(files, classes, 64, "all")
     print("finished", flush=True)

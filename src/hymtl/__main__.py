@@ -11,17 +11,9 @@ import os
 import re
 import sys
 
-COMMANDS = {
-    "train": ("hymtl.train", "fine-tune a model; Hydra overrides, -m for sweeps"),
-    "report": ("hymtl.report", "compare the runs of sweeps: report.md, report.csv, plots"),
-    "predict": ("hymtl.predict", "classify new images with a run's checkpoint"),
-    "evaluate": ("hymtl.evaluate", "a run's metrics again, on any split"),
-    "export": ("hymtl.export", "the model as TorchScript or ONNX, with classes and preprocessing"),
-}
+from hymtl.cli.commands import COMMANDS, HYDRA_COMMANDS
+from hymtl.errors import OK, USAGE, error, fail
 
-
-# The commands that are Hydra apps: tab completion offers their config keys.
-HYDRA_COMMANDS = ("train", "predict", "evaluate", "export")
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
 
 # Like Hydra's own script, but for `hymtl COMMAND ...`: it asks `hymtl -sc query=bash`, which
@@ -51,8 +43,7 @@ def complete(request: str) -> None:
         print(BASH_COMPLETION)
         return
     if request != "query=bash":
-        print(f"hymtl: error: -sc {request}: only install=bash and query=bash", file=sys.stderr)
-        sys.exit(2)
+        fail("hymtl", f"-sc {request}: only install=bash and query=bash", USAGE)
     line = os.environ.get("COMP_LINE", "")
     typed = re.match(r"\s*\S+\s+(\S+)\s", line)  # `hymtl COMMAND ` and a blank after it
     if typed is None:
@@ -70,18 +61,19 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv:
         print(usage(), file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE)
     if argv[0] in ("-h", "--help"):
         print(usage())
-        sys.exit(0)
+        sys.exit(OK)
     if argv[0] in COMPLETION_FLAGS or (len(argv) > 2 and argv[1] in COMPLETION_FLAGS):
         # `hymtl predict -sc install=bash` too: Hydra's script would name `hymtl predict`.
         complete(argv[-1])
-        sys.exit(0)
+        sys.exit(OK)
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"hymtl: error: unknown command {command!r}\n{usage()}", file=sys.stderr)
-        sys.exit(2)
+        error("hymtl", f"unknown command {command!r}")
+        print(usage(), file=sys.stderr)
+        sys.exit(USAGE)
     module = importlib.import_module(COMMANDS[command][0])
     # Each command reads sys.argv as if it had been run on its own (Hydra does too).
     sys.argv = [f"hymtl {command}", *rest]

@@ -37,8 +37,12 @@ def one_line(error: BaseException) -> str:
 
 
 def say(program: str, message: str) -> None:
-    """A line for the user on stderr, `PROGRAM: MESSAGE` (printable whatever the file names)."""
-    print(f"{program}: {display_path(message)}", file=sys.stderr, flush=True)
+    """A line for the user on stderr, `PROGRAM: MESSAGE` (printable whatever the file names).
+    After SIGHUP the terminal may be gone (EIO): the line is dropped, the exit status stays."""
+    try:
+        print(f"{program}: {display_path(str(message))}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def error(program: str, message: str | BaseException) -> None:

@@ -21,71 +21,16 @@ from datetime import datetime
 from pathlib import Path
 
 from omegaconf import DictConfig
-from torch import nn
 
-from hymtl import UserError
 from hymtl.cli.app import os_problem, run_command, writable_folder_problem
-from hymtl.data import (
-    ImageListDataset,
-    display_path,
-    list_class_files,
-    make_loader,
-    scan_usable,
-    warn_skipped,
-)
-from hymtl.inference.loading import load_trained_model
-from hymtl.run.artifacts import classification_metrics, write_json
-from hymtl.training.calibration import calibration_metrics
-from hymtl.training.loop import evaluate
+from hymtl.errors import UserError, display_path
+from hymtl.inference.evaluating import evaluate_checkpoint
+from hymtl.run.artifacts import write_json
 
 USAGE = (
     "hymtl evaluate ckpt=RUN_DIR/best.pt data.root=/path [split=val] [out=DIR] [device=auto] "
     "[precision=fp32]"
 )
-
-
-def evaluate_checkpoint(
-    checkpoint: str,
-    root: str,
-    split: str = "val",
-    device: str = "auto",
-    batch_size: int = 32,
-    precision="fp32",
-):
-    loaded = load_trained_model(checkpoint, device, precision)
-    folder = Path(root).expanduser() / split
-    if not folder.is_dir():
-        folder = Path(root).expanduser()  # a plain folder of class folders
-    classes, files = list_class_files(folder)
-    if classes != loaded.classes:
-        raise UserError(
-            f"{display_path(folder)} has classes {classes}, the checkpoint was trained on "
-            f"{loaded.classes}"
-        )
-    samples, skipped = scan_usable(files, classes, loaded.min_colors, split)
-    warn_skipped(skipped)
-    if not samples:
-        raise UserError(f"no usable image in {display_path(folder)}")
-    dataset = ImageListDataset(samples, classes, loaded.transform)
-    loader = make_loader(dataset, batch_size, 0, False, 0, loaded.device.type == "cuda")
-    result = evaluate(
-        loaded.model,
-        loader,
-        nn.CrossEntropyLoss(),
-        device=loaded.device,
-        autocast=loaded.autocast,
-        channels_last=loaded.channels_last,
-        desc=f"evaluating {split}",
-    )
-    metrics = classification_metrics(result["targets"], result["preds"], classes)
-    metrics["calibration"] = calibration_metrics(result["probabilities"], result["targets"])
-    return {
-        "checkpoint": str(checkpoint),
-        "folder": str(folder),
-        "precision": loaded.precision,
-        "loss": result["loss"],
-        **metrics,
-    }
 
 
 def report_path(out: Path, split: str) -> Path:
@@ -110,8 +55,8 @@ def run(cfg: DictConfig) -> None:
     )
     try:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UserError(os_problem(error, out)) from None
+    except OSError as refusal:
+        raise UserError(os_problem(refusal, out)) from None
     path = report_path(out, cfg.split)
     write_json(path, report)
     print(

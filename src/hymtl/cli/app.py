@@ -4,7 +4,8 @@
 
 Unlike training they own no run directory: Hydra makes no outputs/ folder, .hydra/ or log file
 for them, and what they write goes where `out=` says. What they write never lands on a run's own
-files and never replaces an existing file unless `overwrite=true` (check_outputs, write_outputs).
+files and never replaces an existing file unless `overwrite=true` (check_outputs, write_outputs,
+new_output_folder). A refusal is one line through hymtl.errors, `hymtl-NAME: error: ...`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,24 @@ import re
 import sys
 import tempfile
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import hydra
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
+from hymtl.cli.commands import COMMANDS
 from hymtl.config.compose import composition_message, hydra_quoted, override_problem
 from hymtl.config.schema import EvaluateConfig, ExportConfig, PredictConfig
-from hymtl.run.rundir import LOCK_NAME, RUN_FILES
+from hymtl.errors import FAILED, OK, USAGE, error, fail
+from hymtl.run.files import LOCK_NAME, RUN_FILES
 
 SCHEMAS = {"predict": PredictConfig, "evaluate": EvaluateConfig, "export": ExportConfig}
 
@@ -174,6 +181,23 @@ def place(tmp: str, path: Path, overwrite: bool) -> bool:
     return True
 
 
+def new_output_folder(parent: Path) -> Path:
+    """PARENT/YYYYMMDD-HHMMSS-ffffff/, made now and by this call only (like evaluate's reports:
+    microseconds keep two calls apart, and a name already taken is never reused)."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            folder = parent / datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+            try:
+                folder.mkdir()
+                return folder
+            except FileExistsError:
+                continue
+    except OSError as problem:
+        reason = problem.strerror or type(problem).__name__
+        raise UserError(f"cannot write in {display_path(parent)}: {reason}") from None
+
+
 def command_config(name: str, summary: str) -> dict:
     """hymtl_NAME, the primary config: the schema's keys and defaults, and Hydra set up to
     leave no trace in the working directory."""
@@ -206,8 +230,6 @@ def command_config(name: str, summary: str) -> dict:
 
 def register_command_configs() -> None:
     """The ConfigStore entries the commands compose; called before each one runs."""
-    from hymtl.__main__ import COMMANDS
-
     store = ConfigStore.instance()
     for name, schema in SCHEMAS.items():
         store.store(name=f"{name}_schema", node=schema)
@@ -218,9 +240,6 @@ def literal_values(argv: list[str]) -> list[str]:
     """`key=value` arguments whose value Hydra's grammar cannot read (a path with non-ASCII
     letters, spaces, brackets, a name that is not UTF-8) with the value quoted, so paths work
     as typed; the rest (sweeps `a,b`, null, numbers, flags) unchanged."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     parser = OverridesParser.create()
     readable = []
     for arg in argv:
@@ -237,10 +256,6 @@ def literal_values(argv: list[str]) -> list[str]:
 def sweep_problem(argv: list[str], config_name: str) -> str | None:
     """override_problem for each job of a sweep (`-m`), so that a misspelled key or a bad value
     in any job is one line before the first job runs, not Hydra's multi-line report."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
     overrides = [arg for arg in argv if not arg.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
@@ -258,8 +273,9 @@ def run_command(
     name: str, task: Callable[[DictConfig], None], usage: str, argv: list[str] | None = None
 ) -> int:
     """Run hymtl NAME with `argv` (default: the command line) as Hydra would, and return its
-    exit status: 0; 2 for a refusal, one `hymtl-NAME: error:` line; 1 when jobs of a sweep
-    failed (each one said why, and the others ran)."""
+    exit status: OK; USAGE for a refusal, one `hymtl-NAME: error:` line; FAILED when jobs of a
+    sweep failed (each one said why, and the others ran)."""
+    program = f"hymtl-{name}"
     register_command_configs()
     argv = literal_values(sys.argv[1:] if argv is None else argv)
     if {"-m", "--multirun"} & set(argv):
@@ -267,9 +283,31 @@ def run_command(
     else:
         problem = override_problem(argv, f"hymtl_{name}", config_module=None)
     if problem:
-        print(f"hymtl-{name}: error: {display_path(problem)}", file=sys.stderr)
-        return 2
-    failed_jobs = []
+        error(program, problem)
+        return USAGE
+    failed_jobs: list[int] = []
+    job = command_job(name, task, usage, failed_jobs)
+    # With Hydra's logging off, log lines are plain: the command's, and a sweep's job list.
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    app = hydra.main(version_base="1.3", config_path=None, config_name=f"hymtl_{name}")(job)
+    command_line = sys.argv
+    sys.argv = [command_line[0], *argv]  # Hydra reads its arguments from sys.argv
+    try:
+        app()
+    except SystemExit as exit:  # --help, a refusal, or Hydra's own error (status 1)
+        return OK if exit.code is None else exit.code if isinstance(exit.code, int) else FAILED
+    finally:
+        sys.argv = command_line
+    return FAILED if failed_jobs else OK
+
+
+def command_job(
+    name: str, task: Callable[[DictConfig], None], usage: str, failed_jobs: list[int]
+) -> Callable[[DictConfig], None]:
+    """The Hydra task of hymtl NAME: `task` on the composed config. A refusal (UserError) is
+    one line: alone, the command exits USAGE; in a sweep, the line names the job, whose number
+    goes into `failed_jobs`, and the other jobs still run."""
+    program = f"hymtl-{name}"
 
     def job(cfg: DictConfig) -> None:
         try:
@@ -279,25 +317,12 @@ def run_command(
             if missing:
                 raise UserError(f"missing {', '.join(k + '=' for k in missing)}; usage: {usage}")
             task(cfg)
-        except UserError as error:
+        except UserError as refusal:
             hydra_cfg = HydraConfig.get()
             if hydra_cfg.mode != RunMode.MULTIRUN:
-                print(f"hymtl-{name}: error: {display_path(str(error))}", file=sys.stderr)
-                sys.exit(2)
+                fail(program, str(refusal), USAGE)
             job_name = f"job {hydra_cfg.job.num} ({' '.join(hydra_cfg.overrides.task)})"
-            line = display_path(f"{job_name}: {error}")  # an override may hold a non-UTF-8 path
-            print(f"hymtl-{name}: error: {line}", file=sys.stderr)
+            error(program, f"{job_name}: {refusal}")  # an override may hold a non-UTF-8 path
             failed_jobs.append(hydra_cfg.job.num)
 
-    # With Hydra's logging off, log lines are plain: the command's, and a sweep's job list.
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    app = hydra.main(version_base="1.3", config_path=None, config_name=f"hymtl_{name}")(job)
-    command_line = sys.argv
-    sys.argv = [command_line[0], *argv]  # Hydra reads its arguments from sys.argv
-    try:
-        app()
-    except SystemExit as exit:  # --help, a refusal, or Hydra's own error (status 1)
-        return 0 if exit.code is None else exit.code if isinstance(exit.code, int) else 1
-    finally:
-        sys.argv = command_line
-    return 1 if failed_jobs else 0
+    return job

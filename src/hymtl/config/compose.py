@@ -7,9 +7,16 @@ import contextlib
 import difflib
 import itertools
 import re
+import shlex
+from importlib.resources import files
 from typing import Any
 
+from hydra import compose, initialize, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 # `_target_`s are imported and called by hydra.utils.instantiate: only these packages may be named.
 ALLOWED_TARGET_PREFIXES = ("hymtl.", "torch.optim.", "torch.nn.", "torchvision.")
@@ -36,7 +43,6 @@ def find_targets(node: Any, path: str = "") -> list[tuple[str, str]]:
 def hydra_search_path(config_module: str | None):
     """Hydra initialized as an app sees its configs: the package of YAML files `config_module`
     (hymtl.train's `hymtl.conf`), or only the ConfigStore (predict, evaluate: None)."""
-    from hydra import initialize, initialize_config_module
 
     if config_module is None:
         with initialize(config_path=None, version_base="1.3"):
@@ -48,7 +54,6 @@ def hydra_search_path(config_module: str | None):
 
 def suggest_key(dotted: str, config_name: str = "config", config_module: str | None = TRAIN) -> str:
     """`dotted` with the key of the reference config it was probably meant to be, if any."""
-    from hydra import compose
 
     with hydra_search_path(config_module):
         reference = compose(config_name)
@@ -90,9 +95,6 @@ def override_problem(
     """One line for what Hydra would refuse while composing a single run (a key the config
     lacks, an option a group lacks, a value of the wrong type) instead of its multi-line
     report; None when the overrides compose. Sweeps (-m) are checked job by job instead."""
-    from hydra import compose
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
     if flags & NOT_ONE_RUN:
@@ -112,9 +114,6 @@ def multirun_problem(
     Hydra would refuse composing one of its jobs. Expands nothing: it composes a few jobs that
     between them give every override each value it sweeps over (a `range(...)`: its first, an
     `interval(...)`: its start); None when they compose, or for flags that make no sweep."""
-    from hydra import compose
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
     other_mode = sorted(flags & {"--cfg", "-c", "--info", "-sc", "--shell-completion"})
@@ -134,8 +133,6 @@ def multirun_problem(
 def sweep_samples(overrides: list[str]) -> list[list[str]]:
     """The overrides of as few of a sweep's jobs as give each override every value it takes
     (job i: value i of each, wrapping around); call within hydra_search_path (for `glob(...)`)."""
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     loader = GlobalHydra.instance().config_loader()
     columns = []
@@ -190,9 +187,6 @@ def composition_message(
 def comma_message(argument: str) -> str:
     """One line for `key=a,b` outside a sweep, with the argument to type for one value with a
     comma in it (a path): quoted for Hydra, then for the shell."""
-    import shlex
-
-    from hymtl.config.compose import hydra_quoted
 
     key, _, value = argument.partition("=")
     quoted = f"{key}={hydra_quoted(value)}"
@@ -205,7 +199,6 @@ def comma_message(argument: str) -> str:
 
 def packaged_options(group: str) -> list[str]:
     """The options of one of hymtl's own config groups: conf/GROUP/*.yaml."""
-    from importlib.resources import files
 
     folder = files("hymtl.conf").joinpath(group)
     if not folder.is_dir():

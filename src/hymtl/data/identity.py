@@ -12,7 +12,8 @@ import stat
 from pathlib import Path
 
 from hymtl import UserError, display_path
-from hymtl.data import DataSplits, list_class_files
+from hymtl.data.datasets import DataSplits
+from hymtl.data.folders import list_class_files
 
 END_BYTES = 1024
 

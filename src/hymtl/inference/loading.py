@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from hymtl.config.schema import DataConfig
-from hymtl.data import eval_transform, is_utf8
+from hymtl.data import eval_transform, is_utf8, not_regular_reason
 from hymtl.errors import UserError, display_path, one_line
+from hymtl.inference.exported import read_exported, unreadable_export
 from hymtl.run.artifacts import load_checkpoint
 from hymtl.training.models import build_model
 from hymtl.training.runtime import autocast_for, resolve_device, resolve_precision
@@ -82,8 +83,6 @@ def load_exported_model(path: Path, device_name: str, precision="fp32") -> Loade
     """A model `hymtl export` wrote (TorchScript or ONNX, with its metadata), or None for other
     files. ONNX models run on the CPU whatever `device_name` says (onnxruntime's CPU provider).
     Exported models run in fp32 (auto: the precision they were exported in, fp32)."""
-    from hymtl.export import read_exported
-
     exported = read_exported(path)
     if exported is None:
         return None
@@ -110,28 +109,49 @@ def load_exported_model(path: Path, device_name: str, precision="fp32") -> Loade
     )
 
 
+def checkpoint_file(given: str | Path, where: str) -> Path:
+    """`ckpt=` as a path to a regular file, or one line saying what it is instead (a folder,
+    nothing, a FIFO or device: never opened, a FIFO would block)."""
+    path = Path(given).expanduser()
+    if path.is_dir():
+        raise UserError(f"{where} is a folder; pass the checkpoint file, e.g. {where}/best.pt")
+    special = not_regular_reason(str(path))
+    if special:
+        raise UserError(f"{where} is {special}; pass ckpt=RUN_DIR/best.pt")
+    if not path.is_file():
+        raise UserError(f"{where} does not exist; pass ckpt=RUN_DIR/best.pt")
+    return path
+
+
+def read_checkpoint(path: Path, where: str) -> dict:
+    """The checkpoint at `path`, loaded with weights_only=True, and checked (check_checkpoint);
+    a file it cannot be is one line: unsafe, damaged export, not a checkpoint."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except Exception as error:  # torch.load raises many types for files it cannot read
+        unsafe = isinstance(error, pickle.UnpicklingError)
+        damaged = None if unsafe and "Unsupported global" in str(error) else unreadable_export(path)
+        if damaged is not None:
+            raise damaged from None
+        if unsafe:  # weights_only=True met an object that could run code
+            raise UserError(f"{where} cannot be loaded safely ({one_line(error)})") from None
+        raise UserError(f"{where} is not a PyTorch checkpoint ({one_line(error)})") from None
+    check_checkpoint(checkpoint, where)
+    return checkpoint
+
+
 def load_trained_model(
     checkpoint_path: str | Path, device_name: str = "auto", precision="auto"
 ) -> LoadedModel:
     """A run's checkpoint (best.pt, last.pt) or a model `hymtl export` wrote, ready to predict,
     in `precision` (fp32, bf16, fp16; auto: the run's own, as training resolved it here)."""
     precision = precision_name(precision)
-    path = Path(checkpoint_path).expanduser()
     where = f"ckpt={display_path(checkpoint_path)}"
-    if path.is_dir():
-        raise UserError(f"{where} is a folder; pass the checkpoint file, e.g. {where}/best.pt")
-    if not path.is_file():
-        raise UserError(f"{where} does not exist; pass ckpt=RUN_DIR/best.pt")
+    path = checkpoint_file(checkpoint_path, where)
     exported = load_exported_model(path, device_name, precision)
     if exported is not None:
         return exported
-    try:
-        checkpoint = load_checkpoint(path)
-    except pickle.UnpicklingError as error:  # weights_only=True met an object that could run code
-        raise UserError(f"{where} cannot be loaded safely ({one_line(error)})") from None
-    except Exception as error:  # torch.load raises many types for files it cannot read
-        raise UserError(f"{where} is not a PyTorch checkpoint ({one_line(error)})") from None
-    check_checkpoint(checkpoint, where)
+    checkpoint = read_checkpoint(path, where)
     config, classes = checkpoint["config"], checkpoint["class_names"]
     model_cfg, data_cfg = config["model"], config["data"]
     device = resolve_device(device_name)

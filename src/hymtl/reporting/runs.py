@@ -10,12 +10,12 @@ from pathlib import Path
 
 from hymtl import UserError
 from hymtl.run.artifacts import read_metrics
-from hymtl.run.rundir import MLFLOW_ARTIFACTS_DIR, REPLACED_PREFIX, recorded_config
+from hymtl.run.files import MLFLOW_ARTIFACTS_DIR, REPLACED_PREFIX, RESUMED_DIR
+from hymtl.run.rundir import recorded_config
 
 RUN_MARKERS = (".hydra/config.yaml", "summary.json", "metrics.csv")
 # RUN/resumed/<time>/ holds only the log and .hydra of a resume invocation, not a run
 # (hymtl.run.resolvers.fresh_run_dir names it).
-RESUMED_DIR = "resumed"
 
 
 @dataclass

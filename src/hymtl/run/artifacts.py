@@ -1,14 +1,13 @@
-"""What a run leaves in its directory: metrics.csv, summary.json, checkpoints. Every file is
-written so that a kill mid-write never leaves a corrupt one behind."""
+"""What a run leaves in its directory: summary.json, the predictions and split CSVs, the
+checkpoints, the pictures; and the check that a finished run directory tells one story
+(check_run_dir). Every file is written so that a kill mid-write never leaves a corrupt one
+behind. The files' names: run/files.py; metrics.csv: run/metrics.py."""
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -18,48 +17,47 @@ from typing import Any
 import torch
 import torchvision
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
 
 import hymtl
 from hymtl import display_path
+
+# The names of the run dir's files (run/files.py); metrics.csv's log and the metrics computed
+# from predictions (run/metrics.py); where a run came from (run/provenance.py). Those marked
+# F401 are not used here: they are imported from here (train.py, evaluate.py, report.py,
+# run/resume.py, the trackers, scripts/check_run_dir.py and the tests).
+from hymtl.run.files import (
+    CALIBRATION_PLOT,
+    CONFUSION_MATRIX_PLOT,
+    CURVES_PLOT,
+    ERRORS_PLOT,
+    LAST_CHECKPOINT,
+    METRICS_FILE,
+    PREDICTIONS_PLOT,
+    RUN_ARTIFACTS,
+    SPLIT_FILE,
+    SUMMARY_FILE,
+    TEST_PREDICTIONS_FILE,
+    VAL_PREDICTIONS_FILE,
+)
+from hymtl.run.metrics import (
+    METRIC_COLUMNS,  # noqa: F401
+    MetricsLog,  # noqa: F401
+    classification_metrics,
+    read_metrics,
+    selected_epoch,
+)
+from hymtl.run.provenance import (
+    command_line,
+    data_fingerprint,
+    git_state,
+    job_command_line,
+)
 from hymtl.training.plots import (
     plot_confusion_matrix,
     plot_curves,
     plot_reliability,
     write_prediction_grid,
 )
-
-# Every file a completed run leaves in its directory (besides .hydra/ and train.log).
-RUN_ARTIFACTS = [
-    "metrics.csv",
-    "split.csv",
-    "summary.json",
-    "val_predictions.csv",
-    "calibration.png",
-    "curves.png",
-    "confusion_matrix.png",
-    "predictions.png",
-    "errors.png",
-    "best.pt",
-    "last.pt",
-]
-
-METRIC_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_penalty",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "lr",
-    "seconds",
-]
 
 
 def atomic_write(path: Path, write) -> None:
@@ -147,66 +145,6 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-class MetricsLog:
-    """metrics.csv: one row per epoch, flushed to disk as soon as the epoch ends.
-    With path=None only in memory (ranks other than 0 under torchrun)."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.rows: list[dict] = []
-        self._file = None
-        if path is None:
-            return
-        self.path = Path(path)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        if not new:
-            self.rows = read_metrics(self.path)  # a resumed run's rows
-        self._file = open(self.path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
-        if new:
-            self._writer.writeheader()
-
-    def append(self, row: dict) -> None:
-        if self._file is not None:
-            self._writer.writerow({key: row[key] for key in METRIC_COLUMNS})
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        self.rows.append(row)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-
-    def __enter__(self) -> MetricsLog:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    with open(path, newline="") as handle:
-        return [
-            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-            for row in csv.DictReader(handle)
-        ]
-
-
-def classification_metrics(targets: list[int], preds: list[int], classes: list[str]) -> dict:
-    """Accuracy, macro and weighted precision/recall/F1, per-class report, confusion matrix."""
-    labels = list(range(len(classes)))
-    result = {"n": len(targets), "accuracy": float(accuracy_score(targets, preds))}
-    for average in ("macro", "weighted"):
-        precision, recall, f1, _ = precision_recall_fscore_support(
-            targets, preds, labels=labels, average=average, zero_division=0
-        )
-        result[average] = {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
-    result["per_class"] = classification_report(
-        targets, preds, labels=labels, target_names=classes, output_dict=True, zero_division=0
-    )
-    result["confusion_matrix"] = confusion_matrix(targets, preds, labels=labels).tolist()
-    return result
-
-
 def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, last_eval) -> dict:
     classes = splits.classes
     return {
@@ -243,62 +181,6 @@ def build_summary(cfg, plain_config, run_dir, splits, device, precision, best, l
     }
 
 
-def command_line() -> str | None:
-    """The command as typed, when this process is the hymtl CLI (not a library call)."""
-    if not HydraConfig.initialized():
-        return None
-    return shlex.join(["python", "-m", "hymtl.train", *sys.argv[1:]])
-
-
-def job_command_line() -> str | None:
-    """In a sweep (-m), the one command that reruns this job alone: its own overrides (Hydra's
-    job overrides, the sweep's choices resolved), which `command` — the sweep's — does not say.
-    None outside a sweep, where `command` is the run's own."""
-    if not HydraConfig.initialized():
-        return None
-    hydra_cfg = HydraConfig.get()
-    if hydra_cfg.mode != RunMode.MULTIRUN:
-        return None
-    return shlex.join(["python", "-m", "hymtl.train", *hydra_cfg.overrides.task])
-
-
-def git_state(folder: Path) -> dict | None:
-    """The commit of the checkout hymtl runs from, and whether it had uncommitted changes;
-    None for an installed package or where git is missing."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if commit.returncode != 0:
-            return None
-        status = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
-
-
-def data_fingerprint(splits) -> str:
-    """SHA-256 over every used image's path (relative to data.root) and size, per split: the
-    same images give the same fingerprint on any machine; a file added, removed, renamed or
-    rewritten at another size changes it."""
-    digest = hashlib.sha256()
-    root = Path(splits.root)
-    for split_name, dataset in (("train", splits.train), ("val", splits.val)):
-        for path, target in sorted(dataset.samples):
-            relative = os.path.relpath(path, root)
-            size = os.stat(path).st_size
-            digest.update(f"{split_name}\0{display_path(relative)}\0{size}\0{target}\n".encode())
-    return digest.hexdigest()
-
-
 def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> None:
     """Curves over all epochs; every per-image picture (confusion matrix, prediction grid, error
     gallery, reliability diagram) from the selected (best.pt) weights on the reported images:
@@ -320,7 +202,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
             log.warning("could not draw %s (%s); the run completes without it", file_name, reason)
             failed.append({"file": file_name, "reason": reason})
 
-    draw("curves.png", lambda path: plot_curves(rows, path, run_name, summary["best_epoch"]))
+    draw(CURVES_PLOT, lambda path: plot_curves(rows, path, run_name, summary["best_epoch"]))
     name, dataset, result = reported
     metrics = summary["test" if name == "test" else "best_model"]
     epoch = f"epoch {summary['best_epoch']} of {len(rows)}"
@@ -332,19 +214,19 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
         which = f"val, best {epoch} (chosen on val) (acc {metrics['accuracy']:.4f})"
     classes = summary["classes"]
     draw(
-        "confusion_matrix.png",
+        CONFUSION_MATRIX_PLOT,
         lambda path: plot_confusion_matrix(metrics["confusion_matrix"], classes, path, which),
     )
     grid = (dataset, classes, result)
     mean, std = cfg.data.mean, cfg.data.std
     grid_title = f"{name} predictions, {which} (red = wrong) · {run_name}"
     draw(
-        "predictions.png",
+        PREDICTIONS_PLOT,
         lambda path: write_prediction_grid(*grid, cfg.grid_images, mean, std, path, grid_title),
     )
     errors_title = f"{name} errors, {which} · {run_name}"
     draw(
-        "errors.png",
+        ERRORS_PLOT,
         lambda path: write_prediction_grid(
             *grid, 8, mean, std, path, errors_title, errors_only=True
         ),
@@ -352,7 +234,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     if summary.get("calibration"):
         calibration_title = f"calibration: {which}\n{run_name}"
         draw(
-            "calibration.png",
+            CALIBRATION_PLOT,
             lambda path: plot_reliability(summary["calibration"], path, calibration_title),
         )
 
@@ -375,20 +257,36 @@ def check_run_dir(
     ]
     if problems:
         return problems
-    summary = json.loads((run_dir / "summary.json").read_text())
-    rows = read_metrics(run_dir / "metrics.csv")
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    n = sum(map(sum, summary["best_model"]["confusion_matrix"]))
+    expectations = [(summary.get("status") == "completed", f"status is {summary.get('status')}")]
+    expectations += record_expectations(run_dir, summary, epochs)
+    expectations += [
+        (summary["best_val_acc"] >= min_accuracy, f"best val accuracy < {min_accuracy}"),
+        (n_val is None or n == n_val, f"{n} val images evaluated, expected {n_val}"),
+        (
+            skipped is None or len(summary["skipped_files"]) == skipped,
+            f"{len(summary['skipped_files'])} files skipped, expected {skipped}",
+        ),
+    ]
+    expectations += split_expectations(run_dir, summary)
+    return [problem for holds, problem in expectations if not holds]
+
+
+def differs(a: float, b: float) -> bool:
+    return abs(a - b) > 1e-9
+
+
+def record_expectations(run_dir: Path, summary: dict, epochs: int) -> list[tuple[bool, str]]:
+    """The summary's best and final model against metrics.csv (one row per epoch, the selected
+    epoch), the confusion matrix, val_predictions.csv and last.pt."""
+    rows = read_metrics(run_dir / METRICS_FILE)
     best = summary["best_model"]
     matrix = best["confusion_matrix"]
     n = sum(map(sum, matrix))
     trace_accuracy = sum(matrix[i][i] for i in range(len(matrix))) / n
-    with open(run_dir / "val_predictions.csv", newline="", encoding="utf-8") as handle:
-        per_image = list(csv.DictReader(handle))
-
-    def differs(a: float, b: float) -> bool:
-        return abs(a - b) > 1e-9
-
-    expectations = [
-        (summary.get("status") == "completed", f"status is {summary.get('status')}"),
+    per_image = read_csv_rows(run_dir / VAL_PREDICTIONS_FILE)
+    return [
         (
             [row["epoch"] for row in rows] == list(range(1, epochs + 1)),
             f"metrics.csv has epochs {[row['epoch'] for row in rows]}, expected 1..{epochs}",
@@ -416,25 +314,10 @@ def check_run_dir(
             "val_predictions.csv disagrees with best_model",
         ),
         (
-            load_checkpoint(run_dir / "last.pt")["epoch"] == epochs,
+            load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == epochs,
             "last.pt is not from the last epoch",
         ),
-        (summary["best_val_acc"] >= min_accuracy, f"best val accuracy < {min_accuracy}"),
-        (n_val is None or n == n_val, f"{n} val images evaluated, expected {n_val}"),
-        (
-            skipped is None or len(summary["skipped_files"]) == skipped,
-            f"{len(summary['skipped_files'])} files skipped, expected {skipped}",
-        ),
     ]
-    expectations += split_expectations(run_dir, summary)
-    return [problem for holds, problem in expectations if not holds]
-
-
-def selected_epoch(rows: list[dict], metric: str | None) -> int:
-    """The first epoch with the best value of the selection metric (val_acc if unrecorded)."""
-    if metric == "val_loss":
-        return min(rows, key=lambda row: row["val_loss"])["epoch"]
-    return max(rows, key=lambda row: row["val_acc"])["epoch"]
 
 
 def read_csv_rows(path: Path) -> list[dict]:
@@ -445,8 +328,8 @@ def read_csv_rows(path: Path) -> list[dict]:
 def split_expectations(run_dir: Path, summary: dict) -> list[tuple[bool, str]]:
     """split.csv against the summary's sizes, and (holdout, kfold) the test block against
     test_predictions.csv: every role's count, no image in two roles."""
-    roles = Counter(row["role"] for row in read_csv_rows(run_dir / "split.csv"))
-    paths = [row["path"] for row in read_csv_rows(run_dir / "split.csv")]
+    roles = Counter(row["role"] for row in read_csv_rows(run_dir / SPLIT_FILE))
+    paths = [row["path"] for row in read_csv_rows(run_dir / SPLIT_FILE)]
     test = summary.get("test")
     expected = {"train": summary["n_train"], "select": summary["n_val"]}
     expected["test"] = test["n"] if test else 0
@@ -456,7 +339,7 @@ def split_expectations(run_dir: Path, summary: dict) -> list[tuple[bool, str]]:
         (len(set(paths)) == len(paths), "split.csv lists an image in two roles"),
     ]
     if test:
-        per_image = read_csv_rows(run_dir / "test_predictions.csv")
+        per_image = read_csv_rows(run_dir / TEST_PREDICTIONS_FILE)
         correct = sum(int(row["correct"]) for row in per_image)
         checks += [
             (len(per_image) == test["n"], "test_predictions.csv disagrees with the test block"),

@@ -11,6 +11,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hymtl.config import help_page
+from hymtl.run.files import RESUMED_DIR
 from hymtl.training import distributed
 
 
@@ -19,7 +20,7 @@ def fresh_run_dir(resume: str | None, fresh: str) -> str:
     """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
     resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR).
     Under torchrun, ranks other than 0 get a folder outside it (distributed.hydra_output_dir)."""
-    run_dir = fresh if not resume else str(Path(resume) / "resumed" / Path(fresh).name)
+    run_dir = fresh if not resume else str(Path(resume) / RESUMED_DIR / Path(fresh).name)
     return distributed.hydra_output_dir(run_dir)
 
 

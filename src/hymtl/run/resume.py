@@ -9,39 +9,21 @@ redoes it with the same random numbers.
 from __future__ import annotations
 
 import csv
-import random
+import logging
 from pathlib import Path
 
-import numpy as np
-import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from hymtl import UserError, display_path
 from hymtl.config.schema import Config
 from hymtl.run.artifacts import METRIC_COLUMNS, atomic_write, load_checkpoint
 from hymtl.run.rundir import read_summary
+from hymtl.training.epoch import Progress, best_value
+from hymtl.training.runtime import restore_rng
+from hymtl.training.setup import Parts, Runtime
 
-
-def capture_rng(loader_generator: torch.Generator) -> dict:
-    """Every random stream the loop draws from, as plain types and tensors (weights_only-safe)."""
-    kind, keys, position, has_gauss, cached_gauss = np.random.get_state(legacy=True)
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gauss],
-        "python": random.getstate(),
-        "loader": loader_generator.get_state(),
-    }
-
-
-def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-    kind, keys, position, has_gauss, cached_gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
-    random.setstate(state["python"])
-    loader_generator.set_state(state["loader"])
+log = logging.getLogger("hymtl.train")
 
 
 class NothingToResume(UserError):
@@ -115,8 +97,6 @@ def resumed_config(checkpoint: dict, run_dir: str | Path, overrides: list[str], 
     its trackers; an override that would change anything else is refused by name, never
     silently ignored. `cfg` is the config this invocation composed (its values for the
     overrides)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     run_config = with_current_targets(checkpoint["config"])
     resumed = OmegaConf.merge(OmegaConf.structured(Config), run_config)
     for key in OmegaConf.missing_keys(resumed):  # a key newer than the run: today's default
@@ -181,3 +161,30 @@ def truncate_metrics(path: Path, last_epoch: int) -> None:
             writer.writerows(rows)
 
     atomic_write(path, write)
+
+
+def restore(parts: Parts, resumed: dict, run_dir: Path, runtime: Runtime) -> Progress:
+    """Put the model, optimizer, scheduler and every random stream back as last.pt left them."""
+    parts.model.load_state_dict(resumed["model"])
+    parts.optimizer.load_state_dict(resumed["optimizer"])
+    parts.scheduler.load_state_dict(resumed["scheduler"])
+    parts.scaler.load_state_dict(resumed["scaler"])
+    parts.regularizer.load_state_dict(resumed.get("regularizer") or {})  # l2sp's w0
+    best = {
+        "val_acc": resumed["best_val_acc"],
+        "epoch": resumed["best_epoch"],
+        "eval": resumed["best_eval"],
+        "value": best_value(resumed),
+    }
+    if runtime.ranks.is_main:
+        truncate_metrics(run_dir / "metrics.csv", resumed["epoch"])
+    restore_rng(resumed["rng"], parts.train_loader.generator)
+    log.info("resuming %s after epoch %d", display_path(run_dir), resumed["epoch"])
+    return Progress(
+        start_epoch=resumed["epoch"] + 1,
+        best=best,
+        last_eval=resumed["last_eval"],
+        data_changes=list(resumed.get("data_changes") or []),
+        patience_since=resumed.get("patience_since") or 0,
+        checkpoint_epochs=resumed["config"].get("epochs"),
+    )

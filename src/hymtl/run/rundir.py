@@ -19,32 +19,25 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from hymtl import UserError, display_path
+from hymtl.config.schema import Config
 
-# What a run leaves in its directory: hymtl's artifacts, then Hydra's own files, which Hydra
-# writes for every invocation before hymtl's code runs.
-# The final artifacts are written once, after the last epoch, summary.json last of them.
-FINAL_ARTIFACTS = (
-    "val_predictions.csv",
-    "test_predictions.csv",  # evaluation=holdout or kfold only
-    "calibration.png",
-    "curves.png",
-    "confusion_matrix.png",
-    "predictions.png",
-    "errors.png",
-    "summary.json",
+# The names of the run dir's files live in run/files.py. Those marked F401 are not used here:
+# train.py, run/callbacks.py, cli/app.py, report.py and the trackers import them from here.
+from hymtl.run.files import (
+    ARTIFACT_FILES,  # noqa: F401
+    FINAL_ARTIFACTS,  # noqa: F401
+    HYDRA_CONFIG,
+    HYDRA_DIR,
+    LAST_CHECKPOINT,
+    LOCK_NAME,
+    MLFLOW_ARTIFACTS_DIR,  # noqa: F401
+    REPLACED_PREFIX,
+    RUN_FILES,
+    SPLIT_FILE,  # noqa: F401
+    SUMMARY_FILE,
+    TENSORBOARD_DIR,  # noqa: F401
 )
-TENSORBOARD_DIR = (
-    "tensorboard"  # logger=tensorboard's event files (hymtl/tracking/tensorboard_tracker.py)
-)
-# logger=mlflow's local artifact store, beside its database: copies of run files, not runs.
-MLFLOW_ARTIFACTS_DIR = "mlruns"
-# split.csv is written before the first epoch: which image plays which role (hymtl/data/splits.py).
-SPLIT_FILE = "split.csv"
-ARTIFACT_FILES = ("metrics.csv", SPLIT_FILE, "last.pt", "best.pt") + FINAL_ARTIFACTS
-ARTIFACT_FILES += (TENSORBOARD_DIR,)
-RUN_FILES = ARTIFACT_FILES + (".hydra", "train.log")
-LOCK_NAME = ".hymtl.lock"
-REPLACED_PREFIX = "replaced-"
+
 # Keys that say how to start a run, not what the run is: never part of "the same config".
 # `logger` too: a tracker mirrors a run and changes nothing it computes.
 START_KEYS = ("resume", "overwrite", "logger", "resume_allow_data_change")
@@ -115,7 +108,7 @@ def is_locked(run_dir: Path) -> bool:
 
 def read_summary(run_dir: Path) -> dict | None:
     try:
-        summary = json.loads((Path(run_dir) / "summary.json").read_text())
+        summary = json.loads((Path(run_dir) / SUMMARY_FILE).read_text())
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) else None
@@ -126,7 +119,7 @@ def read_last_checkpoint(run_dir: Path) -> dict | None:
     sweep's job dirs does not read every model's weights from disk."""
     import torch
 
-    path = Path(run_dir) / "last.pt"
+    path = Path(run_dir) / LAST_CHECKPOINT
     if not path.is_file():
         return None
     try:
@@ -144,12 +137,10 @@ def recorded_config(run_dir: Path, checkpoint: dict | None = None) -> dict | Non
     summary = read_summary(run_dir)
     if summary and isinstance(summary.get("config"), dict):
         return summary["config"]
-    path = Path(run_dir) / ".hydra" / "config.yaml"
+    path = Path(run_dir) / HYDRA_DIR / HYDRA_CONFIG
     if not path.is_file():
         return None
     try:
-        from hymtl.config.schema import Config
-
         merged = OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.load(path))
         return OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
     except Exception:  # an edited or foreign file: nothing to compare against

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 
@@ -29,8 +30,6 @@ def final_metrics(summary: dict) -> dict[str, float]:
 
 def run_context(cfg: DictConfig) -> dict[str, Any]:
     """What Hydra knows about this run: the experiment and search chosen, the sweep and job."""
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return {}
     hydra_cfg = HydraConfig.get()

@@ -11,10 +11,16 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+# This module is imported only once the tracking extra is known to be installed
+# (hymtl.tracking.mlflow_tracker_maker).
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from omegaconf import DictConfig
 
 from hymtl import display_path
-from hymtl.run.rundir import FINAL_ARTIFACTS, MLFLOW_ARTIFACTS_DIR
+from hymtl.config.compose import to_plain_dict
+from hymtl.run.artifacts import git_state
+from hymtl.run.files import CHECKPOINTS, FINAL_ARTIFACTS, MLFLOW_ARTIFACTS_DIR
 from hymtl.tracking.base import final_metrics, flatten, run_context
 
 log = logging.getLogger("hymtl.tracking")
@@ -62,11 +68,6 @@ class MlflowTracker:
     name = "mlflow"
 
     def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
-        from mlflow import MlflowClient
-
-        from hymtl.config.compose import to_plain_dict
-        from hymtl.run.artifacts import git_state
-
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         uri = cfg.logger.tracking_uri
@@ -130,8 +131,6 @@ class MlflowTracker:
             return experiment.experiment_id
 
     def log_params(self, params: dict) -> None:
-        from mlflow.entities import Param
-
         items = [Param(key, str(value)) for key, value in params.items()]
         for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
             self.client.log_batch(self.run_id, params=items[start : start + 100])
@@ -140,8 +139,6 @@ class MlflowTracker:
         return {"mlflow_run_id": self.run_id}
 
     def log_epoch(self, row: dict) -> None:
-        from mlflow.entities import Metric
-
         now, epoch = int(time.time() * 1000), int(row["epoch"])
         metrics = [Metric(k, float(v), now, epoch) for k, v in row.items() if k != "epoch"]
         self.client.log_batch(self.run_id, metrics=metrics)
@@ -152,7 +149,7 @@ class MlflowTracker:
                 self.client.log_metric(self.run_id, key, value)
             names = list(FINAL_ARTIFACTS)
             if self.log_checkpoints:
-                names += ["best.pt", "last.pt"]
+                names += CHECKPOINTS
             for name in names:
                 if (run_dir / name).is_file():
                     self.client.log_artifact(self.run_id, str(run_dir / name))

@@ -6,9 +6,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+# This module is imported only once the tracking extra is known to be installed
+# (hymtl.tracking.tensorboard_tracker_maker).
+import numpy as np
 from omegaconf import DictConfig
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 
-from hymtl.run.rundir import TENSORBOARD_DIR
+from hymtl.config.compose import to_plain_dict
+from hymtl.run.files import TENSORBOARD_DIR, TRACKED_PLOTS
 from hymtl.tracking.base import final_metrics, flatten
 
 
@@ -20,10 +27,6 @@ class TensorBoardTracker:
     name = "tensorboard"
 
     def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        from hymtl.config.compose import to_plain_dict
-
         # A resumed run redoes the epochs after last.pt: purge_step drops their old points.
         purge_step = resumed["epoch"] + 1 if resumed else None
         self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=purge_step)
@@ -51,8 +54,6 @@ class TensorBoardTracker:
     def write_hparams(self, metrics: dict[str, float]) -> None:
         """Written into this run's own event file (SummaryWriter.add_hparams would open a new
         folder per call): one run, one entry in the HPARAMS tab."""
-        from torch.utils.tensorboard.summary import hparams
-
         tags = {f"hparam/{key}": value for key, value in metrics.items()}
         for summary in hparams(self.hparams, tags):
             self.writer.file_writer.add_summary(summary)
@@ -60,10 +61,7 @@ class TensorBoardTracker:
             self.writer.add_scalar(tag, value)
 
     def write_images(self, run_dir: Path) -> None:
-        import numpy as np
-        from PIL import Image
-
-        for name in ("curves.png", "confusion_matrix.png", "predictions.png", "errors.png"):
+        for name in TRACKED_PLOTS:
             if (run_dir / name).is_file():
                 with Image.open(run_dir / name) as image:
                     pixels = np.asarray(image.convert("RGB"))

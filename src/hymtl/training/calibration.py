@@ -59,6 +59,23 @@ def calibration_metrics(
     brier = np.sum((probs - one_hot) ** 2, axis=1).mean()
     nll = -np.log(np.maximum(probs[rows, labels], NLL_FLOOR)).mean()
 
+    ece, reliability = _reliability(confidence, correct, bins)
+    return {
+        "n": int(n),
+        "bins": int(bins),
+        "accuracy": float(correct.mean()),
+        "mean_confidence": float(confidence.mean()),
+        "ece": float(ece),
+        "brier": float(brier),
+        "nll": float(nll),
+        "reliability": reliability,
+    }
+
+
+def _reliability(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[float, list]:
+    """(ECE, the per-bin table) over `bins` equal-width bins of top-1 confidence (binning as
+    calibration_metrics says)."""
+    n = len(confidence)
     edges = np.linspace(0.0, 1.0, bins + 1)
     # searchsorted(side="left") gives the first edge >= c, i + 1 for edges[i] < c <= edges[i+1];
     # c = 0 gives 0 and is moved into the first bin.
@@ -82,16 +99,7 @@ def calibration_metrics(
                 "confidence": mean_conf,
             }
         )
-    return {
-        "n": int(n),
-        "bins": int(bins),
-        "accuracy": float(correct.mean()),
-        "mean_confidence": float(confidence.mean()),
-        "ece": float(ece),
-        "brier": float(brier),
-        "nll": float(nll),
-        "reliability": reliability,
-    }
+    return ece, reliability
 
 
 def _probability_table(probabilities) -> np.ndarray:

@@ -18,6 +18,7 @@ class NonFiniteLoss(UserError):
 def train_one_epoch(
     model,
     loader,
+    *,
     criterion,
     regularizer,
     optimizer,
@@ -55,7 +56,7 @@ def train_one_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model, loader, criterion, device, autocast, channels_last, desc="", progress=True):
+def evaluate(model, loader, *, criterion, device, autocast, channels_last, desc="", progress=True):
     model.eval()
     loss_sum = 0.0
     targets_all, preds_all, probs_all, probabilities = [], [], [], []

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
 
 from hymtl import UserError
 
@@ -100,8 +101,6 @@ def resolve_threads(threads: int | None) -> int | None:
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if processes > 1:
         return max(1, cores // processes)
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return None
     launcher = HydraConfig.get().launcher
@@ -110,3 +109,25 @@ def resolve_threads(threads: int | None) -> int | None:
     n_jobs = launcher.get("n_jobs") or 1
     jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
     return max(1, cores // jobs)
+
+
+def capture_rng(loader_generator: torch.Generator) -> dict:
+    """Every random stream the loop draws from, as plain types and tensors (weights_only-safe)."""
+    kind, keys, position, has_gauss, cached_gauss = np.random.get_state(legacy=True)
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gauss],
+        "python": random.getstate(),
+        "loader": loader_generator.get_state(),
+    }
+
+
+def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, position, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
+    random.setstate(state["python"])
+    loader_generator.set_state(state["loader"])
