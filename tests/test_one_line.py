@@ -20,6 +20,7 @@ from hymtl.config.compose import (
 from hymtl.run.artifacts import remove_stale_temp_files
 from hymtl.run.lifecycle import RunInterrupted, RunOutcome, catch_stop_signals, restore_signals
 from hymtl.run.rundir import ARTIFACT_FILES
+from hymtl.training.epoch import Progress
 
 from .conftest import run_cli
 
@@ -139,6 +140,23 @@ def test_sighup_ends_a_run_interrupted_and_handlers_are_restored(tmp_path):
     status = (tmp_path / "summary.json").read_text()
     assert '"interrupted"' in status
     assert (signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)) == before
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the point
+def test_a_stop_signal_swallowed_by_a_finalizer_still_ends_the_run(tmp_path):
+    """A SIGTERM whose KeyboardInterrupt is raised inside a __del__ is printed as "Exception
+    ignored" and lost; the run remembers it and stops when training would start."""
+
+    class SwallowsTheInterrupt:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises within it, and Python drops what __del__ raises
+
+    with pytest.raises(RunInterrupted, match="interrupted during start-up"):
+        with RunOutcome(tmp_path, None) as outcome:
+            SwallowsTheInterrupt()  # collected at once: its __del__ runs here
+            outcome.training(Progress())
+    assert '"interrupted"' in (tmp_path / "summary.json").read_text()
 
 
 def test_a_sighup_ignored_from_the_start_stays_ignored():
