@@ -28,7 +28,9 @@ def test_help_lists_every_command():
 def test_unknown_or_missing_command_is_one_line_and_exit_2():
     result = hymtl("trian")
     assert result.returncode == 2
-    assert result.stderr.splitlines()[0] == "hymtl: error: unknown command 'trian'"
+    first = result.stderr.splitlines()[0]
+    assert first == "hymtl: error: unknown command 'trian' (did you mean train?)"
+    assert hymtl("zzz").stderr.splitlines()[0] == "hymtl: error: unknown command 'zzz'"
     assert hymtl().returncode == 2
 
 

@@ -3,6 +3,8 @@
 import csv
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -135,6 +137,29 @@ def test_a_failing_sweep_job_does_not_stop_the_others(image_root, tmp_path):
     assert failed == {"status": "failed", "error": failed["error"]}
     assert "does not exist" in failed["error"]
     assert json.loads((sweep / "1" / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_sweep_that_failed_ends_with_the_command_that_continues_it(image_root, tmp_path):
+    """The default sweep dir has a timestamp: the same command again would start a new sweep.
+    The printed command pins it; run after the fix, it keeps the completed job."""
+    missing = tmp_path / "data later"
+    result = run_cli(["-m", f"data.root={missing},{image_root}", "epochs=1", *TINY], tmp_path)
+    assert result.returncode == 1, result.stderr[-2000:]
+    [line] = [line for line in result.stderr.splitlines() if "continue the sweep" in line]
+    command = shlex.split(line.split("(completed jobs are kept): ")[1])
+    [sweep] = (tmp_path / "multirun").glob("*/*")
+    assert command[:4] == ["python", "-m", "hymtl.train", "-m"]
+    assert command[-1] == f"hydra.sweep.dir='{sweep}'"
+    kept = (sweep / "1" / "summary.json").stat().st_mtime_ns
+    shutil.copytree(image_root, missing)
+    again = subprocess.run(
+        [sys.executable, *command[1:]], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((sweep / "0" / "summary.json").read_text())["status"] == "completed"
+    assert (sweep / "1" / "summary.json").stat().st_mtime_ns == kept
+    assert list((tmp_path / "multirun").glob("*/*")) == [sweep]
 
 
 @pytest.mark.slow

@@ -117,6 +117,13 @@ def test_different_epochs_or_models_are_separate_rows(tmp_path):
     ]
 
 
+def test_one_epoch_is_singular(tmp_path):
+    fabricate(tmp_path / "a", "none", 0, 0.90, epochs=1)
+    fabricate(tmp_path / "b", "none", 0, 0.70, epochs=3)
+    rows = summarize_by_regularizer([load_run(d) for d in find_run_dirs(tmp_path)])
+    assert [row["label"] for row in rows] == ["none, 1 epoch", "none, 3 epochs"]
+
+
 def test_a_lambda_search_is_reported_as_trials_never_as_seeds(tmp_path, capsys):
     sweep = tmp_path / "search"
     # Five trials, all seed 0; the last two repeat the λ of the first two (a resumed search

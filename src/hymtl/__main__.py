@@ -6,6 +6,7 @@ sweeps, --help; report: SWEEP_DIR... [--out DIR]) and is the same as `python -m 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import os
 import re
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(OK)
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:
-        error("hymtl", f"unknown command {command!r}")
+        guess = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        error(
+            "hymtl",
+            f"unknown command {command!r}" + (f" (did you mean {guess[0]}?)" if guess else ""),
+        )
         print(usage(), file=sys.stderr)
         sys.exit(USAGE)
     module = importlib.import_module(COMMANDS[command][0])

@@ -8,6 +8,7 @@ hymtl/reporting/ (document.py, from start to end; csv_table.py, report.csv's col
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -36,9 +37,15 @@ __all__ = [
 ]
 
 
+def invoked_as() -> str:
+    """`hymtl report` or `hymtl-report`, as the user typed it, for --help."""
+    name = os.path.basename(sys.argv[0])
+    return name if name.startswith("hymtl") else PROGRAM
+
+
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROGRAM, description="Compare the runs of hymtl sweeps (report.md/.csv/.png)."
+        prog=invoked_as(), description="Compare the runs of hymtl sweeps (report.md/.csv/.png)."
     )
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR")
     parser.add_argument("--out", type=Path, help="where to write (default: the first SWEEP_DIR)")

@@ -52,10 +52,15 @@ from hymtl.run.lifecycle import (
 )
 from hymtl.run.resolvers import register_resolvers
 from hymtl.run.resume import NothingToResume, restore
-from hymtl.run.sweep import prepare_sweep_job, record_failed_job, sweep_failures
+from hymtl.run.sweep import (
+    continue_command,
+    prepare_sweep_job,
+    record_failed_job,
+    sweep_failures,
+)
 from hymtl.tracking import open_trackers
 from hymtl.training import distributed
-from hymtl.training.calibration import calibration_metrics
+from hymtl.training.calibration import calibration_of
 from hymtl.training.epoch import (
     Progress,
     continue_after_early_stop,
@@ -309,15 +314,6 @@ def evaluate_selected_on_test(cfg, parts: Parts, run_dir: Path, runtime: Runtime
     )
 
 
-def calibration_of(reported: tuple) -> dict | None:
-    """Calibration of the selected weights on the reported images (test, else val); None for
-    an evaluation saved without per-class probabilities (a run resumed from an older hymtl)."""
-    name, _, result = reported
-    if not result.get("probabilities"):
-        return None
-    return {"set": name, **calibration_metrics(result["probabilities"], result["targets"])}
-
-
 def run_job(cfg: DictConfig, in_sweep: bool) -> float:
     """One run, or one job of a sweep (which may keep or resume what its directory holds)."""
     if not in_sweep:
@@ -342,6 +338,8 @@ def main(cfg: DictConfig) -> float:
     except RunInterrupted as interrupted:
         if speaks:
             errors.say("hymtl", str(interrupted))
+            if in_sweep:
+                errors.say("hymtl", f"continue the whole sweep with: {continue_command()}")
         sys.exit(errors.INTERRUPTED)
     except UserError as error:
         reason = str(error)
@@ -377,7 +375,11 @@ def cli() -> None:
         main()
     except KeyboardInterrupt:  # before train() took over: composing, launching, Hydra's files
         stop_handled()
-        errors.say("hymtl", interrupted_before_training())
+        sweep_command = continue_command()
+        if sweep_command:  # between jobs, or in a launcher's worker: the sweep goes on from here
+            errors.say("hymtl", f"interrupted; continue the sweep with: {sweep_command}")
+        else:
+            errors.say("hymtl", interrupted_before_training())
         sys.exit(errors.INTERRUPTED)
     if sweep_failures():
         sys.exit(errors.FAILED)

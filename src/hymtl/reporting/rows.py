@@ -65,7 +65,7 @@ def label_rows(
         if len(models) > 1:
             parts.append(str(setting.model))
         if len(epochs) > 1:
-            parts.append(f"{setting.epochs} epochs")
+            parts.append(f"{setting.epochs} epoch{'' if setting.epochs == 1 else 's'}")
         parts += extra(row) if extra is not None else []
         row["label"] = ", ".join(parts) + (f" ({row['sweep']})" if row["sweep"] else "")
 

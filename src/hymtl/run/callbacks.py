@@ -227,7 +227,7 @@ class SweepOutcome(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.started = time.time()
-        sweep.start_ledger()
+        sweep.start_ledger(str(config.hydra.sweep.dir))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -253,6 +253,11 @@ class SweepOutcome(Callback):
             errors.say("hymtl", f"{len(failed)} job(s) of the sweep failed:")
             for line in failed:
                 print(f"  {line}", file=sys.stderr)
+            errors.say(
+                "hymtl",
+                "fix what failed, then continue the sweep (completed jobs are kept): "
+                f"{sweep.continue_command()}",
+            )
 
     def job_summaries(self, sweep_dir: Path) -> list[dict]:
         """The summary.json of every job this sweep ran (not an earlier sweep's, not files

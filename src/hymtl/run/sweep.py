@@ -4,12 +4,15 @@ what the job does with it (the re-run policy that lets a sweep be run again to c
 from __future__ import annotations
 
 import logging
+import os
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from hymtl.config.compose import to_plain_dict
+from hymtl.config.compose import hydra_quoted, to_plain_dict
 from hymtl.data.identity import kept_run_problem
 from hymtl.errors import UserError, display_path
 from hymtl.run.rundir import (
@@ -66,11 +69,28 @@ def prepare_sweep_job(cfg: DictConfig, job_dir: Path) -> tuple[DictConfig | None
 # The sweep this process launched: the jobs that failed before they owned a run dir (refused
 # at start-up, so no summary.json says so), and, once it ended, every failed job. Hydra's
 # callbacks and the task function share nothing else; one sweep per process.
-_ledger: dict[str, Any] = {"failed_here": {}, "failed": []}
+_ledger: dict[str, Any] = {"failed_here": {}, "failed": [], "sweep_dir": None}
 
 
-def start_ledger() -> None:
-    _ledger["failed_here"], _ledger["failed"] = {}, []
+def start_ledger(sweep_dir: str | None = None) -> None:
+    _ledger.update(failed_here={}, failed=[], sweep_dir=sweep_dir)
+
+
+def continue_command(argv: list[str] | None = None) -> str | None:
+    """The command that continues the sweep this process launched: its arguments with its
+    sweep dir pinned, since the default sweep dir has a timestamp and the same command would
+    start a new sweep. Run again, completed jobs are kept, interrupted ones resume and failed
+    ones start again. None when no sweep was launched here."""
+    sweep_dir = _ledger["sweep_dir"]
+    if sweep_dir is None:
+        return None
+    kept = [
+        arg
+        for arg in (sys.argv[1:] if argv is None else argv)
+        if arg not in ("-m", "--multirun") and not arg.startswith("hydra.sweep.dir=")
+    ]
+    pinned = f"hydra.sweep.dir={hydra_quoted(os.path.abspath(sweep_dir))}"
+    return shlex.join(["python", "-m", "hymtl.train", "-m", *kept, pinned])
 
 
 def record_failed_job(job_dir: Path, reason: str) -> None:

@@ -146,3 +146,12 @@ def _target_indices(targets, n: int, classes: int) -> np.ndarray:
             f"targets must be class indices in [0, {classes}): target {first} is {labels[first]}"
         )
     return labels.astype(np.intp)
+
+
+def calibration_of(reported: tuple) -> dict | None:
+    """Calibration of the selected weights on the reported images (test, else val); None for
+    an evaluation saved without per-class probabilities (a run resumed from an older hymtl)."""
+    name, _, result = reported
+    if not result.get("probabilities"):
+        return None
+    return {"set": name, **calibration_metrics(result["probabilities"], result["targets"])}
