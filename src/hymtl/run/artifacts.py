@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -58,6 +59,8 @@ from hymtl.training.plots import (
     plot_reliability,
     write_prediction_grid,
 )
+
+log = logging.getLogger("hymtl.run.artifacts")
 
 
 def atomic_write(path: Path, write) -> None:
@@ -189,9 +192,6 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     Training is over when this runs: a picture that cannot be drawn (an unwritable path, a
     matplotlib error) is one warning naming it and why, and an entry of summary["plots_failed"]
     ({"file", "reason"}); the other pictures are still drawn and the run still completes."""
-    import logging  # here, not at the top: this function alone logs in this module
-
-    log = logging.getLogger("hymtl.run.artifacts")
     failed = summary["plots_failed"] = []
 
     def draw(file_name: str, picture) -> None:

@@ -79,7 +79,7 @@ def quiet_third_party_logging() -> None:
     its colour handler, which writes ANSI codes even into files and pipes."""
     for name in ("alembic", "submitit"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    try:
+    try:  # optuna comes with the [search] extra
         import optuna.logging
     except ImportError:
         return

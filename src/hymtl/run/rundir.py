@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from hymtl import UserError, display_path
@@ -117,8 +118,6 @@ def read_summary(run_dir: Path) -> dict | None:
 def read_last_checkpoint(run_dir: Path) -> dict | None:
     """last.pt's contents for a look at its epoch and config: memory-mapped, so checking a
     sweep's job dirs does not read every model's weights from disk."""
-    import torch
-
     path = Path(run_dir) / LAST_CHECKPOINT
     if not path.is_file():
         return None

@@ -85,6 +85,7 @@ def open_trackers(cfg: DictConfig, run_dir: Path, resumed: dict | None) -> Track
     return trackers
 
 
+# The trackers' modules import their optional extra at their top: imported only once it is here.
 def mlflow_tracker_maker():
     """MlflowTracker, once `mlflow` imports: a missing extra is the one tracker error that
     stops the run, before it has done any work."""
