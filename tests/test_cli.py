@@ -11,6 +11,8 @@ from hymtl.__main__ import COMMANDS
 
 from .conftest import TINY
 
+REGULARIZERS = ["elasticnet", "l1", "l2", "l2sp", "none"]  # conf/regularizer/
+
 
 def hymtl(*args, cwd=None):
     return subprocess.run(
@@ -114,3 +116,22 @@ def test_the_installed_bash_completion_asks_hymtl(tmp_path):
     assert script.strip().endswith("complete -o nospace -o default -F _hymtl_completion hymtl")
     # `hymtl predict -sc install=bash` gives the same script (Hydra's would name `hymtl predict`)
     assert hymtl("predict", "-sc", "install=bash", cwd=tmp_path).stdout == script
+
+
+def test_completing_a_train_key_lists_its_options_without_importing_torch():
+    """A TAB must not pay for torch (scripts/completion_time.py measures the time)."""
+    probe = (
+        "import sys, hymtl.__main__ as m\n"
+        "try:\n"
+        "    m.main(['-sc', 'query=bash'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('torch imported' if 'torch' in sys.modules else 'no torch')\n"
+    )
+    env = {**os.environ, "COMP_LINE": "hymtl train regularizer="}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120
+    )
+    words = result.stdout.split()
+    assert words[-2:] == ["no", "torch"], result.stdout + result.stderr
+    assert set(words[:-2]) == {f"regularizer={name}" for name in REGULARIZERS}

@@ -13,6 +13,7 @@ import re
 import sys
 
 from hymtl.cli.commands import COMMANDS, HYDRA_COMMANDS
+from hymtl.cli.completion import complete_train
 from hymtl.errors import OK, USAGE, error, fail
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
@@ -52,7 +53,10 @@ def complete(request: str) -> None:
         print(" ".join(name for name in COMMANDS if name.startswith(start)))
         return
     command = typed[1]
-    if command in HYDRA_COMMANDS:
+    if command == "train":  # the command TAB is pressed for most: answered without torch
+        os.environ["COMP_LINE"] = f"hymtl-train {line[typed.end() :]}"
+        complete_train()
+    elif command in HYDRA_COMMANDS:
         os.environ["COMP_LINE"] = f"hymtl-{command} {line[typed.end() :]}"
         sys.argv = [f"hymtl-{command}", "-sc", "query=bash"]
         importlib.import_module(COMMANDS[command][0]).cli()

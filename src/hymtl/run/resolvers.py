@@ -12,16 +12,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from hymtl.config import help_page
 from hymtl.run.files import RESUMED_DIR
-from hymtl.training import distributed
+from hymtl.training.ranks import hydra_output_dir
 
 
 # Resolvers used by conf/config.yaml and conf/hparams_search/*.yaml.
 def fresh_run_dir(resume: str | None, fresh: str) -> str:
     """Hydra's run dir: the usual timestamped one, or for `resume=RUN_DIR` a sub-folder of the
     resumed run for this invocation's log and .hydra (the run's artifacts stay in RUN_DIR).
-    Under torchrun, ranks other than 0 get a folder outside it (distributed.hydra_output_dir)."""
+    Under torchrun, ranks other than 0 get a folder outside it (training/ranks.py)."""
     run_dir = fresh if not resume else str(Path(resume) / RESUMED_DIR / Path(fresh).name)
-    return distributed.hydra_output_dir(run_dir)
+    return hydra_output_dir(run_dir)
 
 
 def sqlite_url(path: str) -> str:
