@@ -1016,7 +1016,7 @@ def predict_file_name_not_utf8(tmp: Path) -> None:
     expect_success(result)
     rows = read_predictions(out)
     check(len(rows) == 4, f"{len(rows)} predictions, expected 4")
-    check(any("bee_\\xfe.jpg" in row["file"] for row in rows), "bee_\\xfe.jpg is not listed")
+    check(any("bee_\\xfe.jpg" in row["path"] for row in rows), "bee_\\xfe.jpg is not listed")
 
 
 @case
@@ -1028,7 +1028,7 @@ def predict_skips_placeholder_gif(tmp: Path) -> None:
     expect_success(result)
     rows = read_predictions(out)
     check(len(rows) == 3, f"{len(rows)} predictions, expected 3")
-    check(not any("imageNotFound" in row["file"] for row in rows), "the GIF got a prediction")
+    check(not any("imageNotFound" in row["path"] for row in rows), "the GIF got a prediction")
     check("imageNotFound.gif" in result.stdout + result.stderr, "the GIF's skip is not reported")
 
 

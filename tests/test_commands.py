@@ -52,7 +52,7 @@ def hymtl(*args, cwd, cache=None):
 
 def predicted(csv_path):
     with open(csv_path, encoding="utf-8") as handle:
-        return {row["file"]: row["predicted"] for row in csv.DictReader(handle)}
+        return {row["path"]: row["predicted"] for row in csv.DictReader(handle)}
 
 
 def default_output(ckpt):

@@ -134,7 +134,7 @@ def test_file_name_that_is_not_utf8_is_used_and_written_readably(image_root, tmp
     assert len(rows) == 13
     [row] = [row for row in rows if row["path"].endswith("bad\\xff.jpg")]
     assert row["path"] == display_path(weird)
-    assert (row["target"], row["pred"], row["correct"]) == ("ants", "ants", "1")
+    assert (row["true"], row["predicted"], row["correct"]) == ("ants", "ants", "1")
 
 
 def test_class_folder_name_that_is_not_utf8_is_refused(image_root):

@@ -82,7 +82,7 @@ def test_exported_model_predicts_what_the_checkpoint_predicts(
     from_export = predictions(tmp_path / "from_export" / "predictions.csv")
     assert len(from_ckpt) == len(from_export) == 6
     for a, b in zip(from_ckpt, from_export):
-        assert a["file"] == b["file"] and a["predicted"] == b["predicted"]
+        assert a["path"] == b["path"] and a["predicted"] == b["predicted"]
         for name in ("p_ants", "p_bees"):
             assert float(a[name]) == pytest.approx(float(b[name]), abs=1e-4)
 
@@ -140,11 +140,14 @@ def test_predict_in_fp32_is_what_its_export_predicts_label_for_label(checkpoint,
     from_ckpt = predictions(tmp_path / "from_ckpt" / "predictions.csv")
     from_export = predictions(tmp_path / "from_export" / "predictions.csv")
     assert len(from_ckpt) == 20
-    assert [(r["file"], r["predicted"]) for r in from_ckpt] == [
-        (r["file"], r["predicted"]) for r in from_export
+    assert [(r["path"], r["predicted"]) for r in from_ckpt] == [
+        (r["path"], r["predicted"]) for r in from_export
     ]
     for a, b in zip(from_ckpt, from_export):
-        assert list(a) == list(b) == ["file", "predicted", "probability", "p_ants", "p_bees"]
+        assert (
+            list(a)[:-1] == list(b)[:-1] == ["path", "predicted", "probability", "p_ants", "p_bees"]
+        )
+        assert (a["model"], b["model"]) == (str(ckpt.resolve()), str(exported.resolve()))
         assert float(a["p_ants"]) == pytest.approx(float(b["p_ants"]), abs=1e-5)
     args = [f"ckpt={ckpt}", f"inputs={images}", f"out={tmp_path / 'auto'}", "device=cpu"]
     assert predict_cli.main([*args, "precision=auto"]) == 0

@@ -9,6 +9,7 @@ import pytest
 
 from hymtl import evaluate as evaluate_cli
 from hymtl import predict as predict_cli
+from hymtl.run.artifacts import PREDICTION_COLUMNS
 from hymtl.train import train
 
 from .conftest import TINY, compose_config, make_toy_image_folder
@@ -56,14 +57,22 @@ def test_predict_matches_the_runs_val_predictions(trained_run, tmp_path):
     (root / "val" / "ants" / "broken.jpg").unlink()
     assert code == 0
     with open(tmp_path / "predictions.csv", encoding="utf-8") as handle:
-        predicted = {row["file"]: row for row in csv.DictReader(handle)}
+        predicted = {row["path"]: row for row in csv.DictReader(handle)}
     with open(run_dir / "val_predictions.csv", encoding="utf-8") as handle:
         expected = {row["path"]: row for row in csv.DictReader(handle)}
     assert set(predicted) == set(expected)  # broken.jpg skipped, every val image predicted
+    some_predicted, some_expected = next(iter(predicted.values())), next(iter(expected.values()))
+    assert list(some_expected) == [*PREDICTION_COLUMNS, "p_ants", "p_bees"]
+    assert list(some_predicted) == ["path", "predicted", "probability", "p_ants", "p_bees", "model"]
+    assert some_predicted["model"] == str((run_dir / "best.pt").resolve())
     assert f"{root}/val/bees/bees_\\xff.jpg" in expected  # the same readable name in both
     for path, row in expected.items():
-        assert predicted[path]["predicted"] == row["pred"]
-        assert float(predicted[path]["probability"]) == pytest.approx(float(row["prob"]), abs=1e-4)
+        assert predicted[path]["predicted"] == row["predicted"]
+        assert float(predicted[path]["probability"]) == pytest.approx(
+            float(row["probability"]), abs=1e-4
+        )
+        for name in ("p_ants", "p_bees"):  # one vocabulary: the same per-class columns
+            assert float(predicted[path][name]) == pytest.approx(float(row[name]), abs=1e-4)
     assert (tmp_path / "predictions.png").stat().st_size > 1000
 
 

@@ -112,7 +112,7 @@ def test_every_per_image_picture_comes_from_the_best_epoch(image_root, tmp_path,
     with open(run_dir / "val_predictions.csv") as handle:
         rows = list(csv.DictReader(handle))
     classes = summary["classes"]
-    best_preds = [classes.index(row["pred"]) for row in rows]
+    best_preds = [classes.index(row["predicted"]) for row in rows]
     assert drawn == [best_preds, best_preds]  # the grid and the error gallery
     matrix = summary["best_model"]["confusion_matrix"]
     assert sum(matrix[i][i] for i in range(2)) == sum(int(row["correct"]) for row in rows)

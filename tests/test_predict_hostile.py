@@ -350,7 +350,7 @@ def test_predict_skips_what_training_skips(checkpoint, tmp_path, caplog, capsys)
     assert code == 0
     [out] = (checkpoint.parent / "predict").iterdir()  # RUN_DIR/predict/<time>/
     rows = read_predictions(out / "predictions.csv")
-    assert sorted(row["file"] for row in rows) == photos
+    assert sorted(row["path"] for row in rows) == photos
     assert {row["predicted"] for row in rows} <= set(CLASSES)
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith("skipped 2 unusable file(s): ")
@@ -378,7 +378,7 @@ def test_predict_names_that_are_not_utf8(weights, tmp_path, capsys):
     assert predict_cli.main([f"ckpt={checkpoint}", f"inputs={inputs}"]) == 0
     [out] = (checkpoint.parent / "predict").iterdir()
     rows = read_predictions(out / "predictions.csv")
-    assert [row["file"] for row in rows] == [
+    assert [row["path"] for row in rows] == [
         f"{inputs}/\\xff.jpg",
         f"{inputs}/ants/ants_0.jpg",
         f"{inputs}/ants/ants_1.jpg",

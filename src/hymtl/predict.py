@@ -61,7 +61,7 @@ def grid_writer(rows: list[dict], title: str):
 
     def draw(path: str) -> None:
         make_prediction_grid(
-            [np.asarray(open_rgb(row["file"])) / 255.0 for row in shown],
+            [np.asarray(open_rgb(row["path"])) / 255.0 for row in shown],
             [None] * len(shown),  # true labels unknown: nothing is marked right or wrong
             [row["predicted"] for row in shown],
             [row["probability"] for row in shown],
@@ -88,7 +88,7 @@ def run(cfg: DictConfig) -> None:
     # matplotlib cannot draw non-UTF-8
     title = f"predictions of {display_path(cfg.ckpt)} ({loaded.precision})"
     writers = {
-        csv_path: lambda path: write_predictions(rows, path),
+        csv_path: lambda path: write_predictions(rows, path, Path(cfg.ckpt).expanduser().resolve()),
         grid_path: grid_writer(rows, title),
     }
     write_outputs(writers, cfg.overwrite)

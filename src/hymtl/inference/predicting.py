@@ -33,7 +33,8 @@ def list_inputs(inputs: str | Path) -> list[Path]:
 
 
 def probability_rows(loaded: LoadedModel, batch: list[tuple[Path, object]]) -> list[dict]:
-    """One row per (file, decoded image) of `batch`: file, predicted, probability, p_<class>..."""
+    """One row per (file, decoded image) of `batch`: path, predicted, probability, p_<class>...
+    (the columns of a run's val_predictions.csv, without what only labelled images have)."""
     images = torch.stack([loaded.transform(image) for _, image in batch]).to(loaded.device)
     if loaded.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
@@ -43,7 +44,7 @@ def probability_rows(loaded: LoadedModel, batch: list[tuple[Path, object]]) -> l
     for (file, _), probs in zip(batch, probabilities):
         best = int(probs.argmax())
         row = {
-            "file": str(file),
+            "path": str(file),
             "predicted": loaded.classes[best],
             "probability": float(probs[best]),
         }
@@ -54,7 +55,7 @@ def probability_rows(loaded: LoadedModel, batch: list[tuple[Path, object]]) -> l
 
 @torch.inference_mode()
 def predict(loaded: LoadedModel, files: list[Path], batch_size: int = 32) -> tuple[list, list]:
-    """One row per usable file (file, predicted, probability, p_<class>...), and the skipped
+    """One row per usable file (path, predicted, probability, p_<class>...), and the skipped
     files with their reasons (training's rules: check_image)."""
     rows, skipped, pending = [], [], []
     refuse_decompression_bombs()
@@ -72,9 +73,11 @@ def predict(loaded: LoadedModel, files: list[Path], batch_size: int = 32) -> tup
     return rows, skipped
 
 
-def write_predictions(rows: list[dict], path: Path | str) -> None:
-    """predictions.csv in UTF-8; file names that are not UTF-8 get `\\xNN` escapes."""
+def write_predictions(rows: list[dict], path: Path | str, model: Path | str) -> None:
+    """predictions.csv in UTF-8, its last column the model file that made it; file names that
+    are not UTF-8 get `\\xNN` escapes."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0], "model"])
         writer.writeheader()
-        writer.writerows({**row, "file": display_path(row["file"])} for row in rows)
+        shown = display_path(model)
+        writer.writerows({**row, "path": display_path(row["path"]), "model": shown} for row in rows)

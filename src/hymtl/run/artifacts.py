@@ -109,20 +109,27 @@ def write_json(path: Path, data: Any) -> None:
     atomic_write(path, write)
 
 
+PREDICTION_COLUMNS = ("path", "true", "predicted", "probability", "correct")  # then p_<class>
+
+
 def write_val_predictions(path: Path, samples, classes, eval_result) -> None:
     """val_predictions.csv: one row per val image (same order as the val split), so two runs can
-    be compared image by image (McNemar) without rerunning them. Paths that are not valid UTF-8
-    are written with `\\xNN` escapes (data.display_path), the same text predict writes."""
+    be compared image by image (McNemar) without rerunning them: path, true, predicted,
+    probability (of the predicted class), correct (1/0), then p_<class> for every class (the
+    columns `hymtl predict` writes, with what only labelled images have). Paths that are not
+    valid UTF-8 are written with `\\xNN` escapes (data.display_path), as predict writes them."""
+    every_class = eval_result.get("probabilities")  # absent: resumed from an older hymtl
 
     def write(tmp):
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["path", "target", "pred", "prob", "correct"])
-            for (file, _), target, pred, prob in zip(
-                samples, eval_result["targets"], eval_result["preds"], eval_result["probs"]
-            ):
+            per_class = [f"p_{name}" for name in classes] if every_class else []
+            writer.writerow([*PREDICTION_COLUMNS, *per_class])
+            columns = (eval_result["targets"], eval_result["preds"], eval_result["probs"])
+            for index, ((file, _), target, pred, prob) in enumerate(zip(samples, *columns)):
                 row = [classes[target], classes[pred], f"{prob:.6f}", int(target == pred)]
-                writer.writerow([display_path(file), *row])
+                probabilities = [f"{p:.6f}" for p in every_class[index]] if every_class else []
+                writer.writerow([display_path(file), *row, *probabilities])
 
     atomic_write(path, write)
 
