@@ -180,3 +180,36 @@ def test_a_row_without_a_none_row_of_its_model_is_not_compared(tmp_path):
     [comparison] = compare_with_none(rows)  # before: l1 of MobileNetV2 - none of ResNet-18
     assert comparison["label"] == "l1, mobilenet_v2" and comparison["diff"] is None
     assert comparison["verdict"] == "not tested" and comparison["test"].startswith("no test")
+
+
+def test_distinct_values_sort_numbers_numerically():
+    from hymtl.reporting.tables import distinct
+
+    assert distinct([25, 3, 1, 2, 25, None, 5]) == "1, 2, 3, 5, 25"
+    assert distinct(["resnet18", "mobilenet_v2", None]) == "mobilenet_v2, resnet18"
+    assert distinct([None]) == "unknown"
+
+
+def launched_with(run_dir: Path, search: str | None) -> None:
+    """The .hydra/hydra.yaml Hydra writes, as far as the report reads it."""
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    choice = "null" if search is None else search
+    (run_dir / ".hydra" / "hydra.yaml").write_text(
+        f"hydra:\n  runtime:\n    choices:\n      hparams_search: {choice}\n"
+    )
+
+
+def test_a_grid_sweep_over_lambda_is_settings_and_a_recorded_search_is_trials(tmp_path):
+    """Runs that differ in λ are a search only when Hydra recorded hparams_search= for them:
+    `-m regularizer=elasticnet lambda_l1=0.01,0.03` is two settings of one seed each."""
+    grid, search = tmp_path / "grid", tmp_path / "search"
+    for index, (l1, accuracy) in enumerate([(0.01, 0.70), (0.03, 0.60)]):
+        regularizer = {"name": "elasticnet", "l1": l1, "l2": 1e-4}
+        for sweep, launched in ((grid, None), (search, "lambda_search")):
+            run = fabricate(sweep / str(index), "elasticnet", 0, accuracy, regularizer=regularizer)
+            launched_with(run, launched)
+    grid_rows = summarize_by_regularizer([load_run(d) for d in find_run_dirs(grid)])
+    labels = sorted(row["label"] for row in grid_rows)
+    assert labels == ["elasticnet, λ1=0.01 λ2=0.0001", "elasticnet, λ1=0.03 λ2=0.0001"]
+    search_rows = summarize_by_regularizer([load_run(d) for d in find_run_dirs(search)])
+    assert search_rows == []  # both runs are trials of the search, listed in its own section

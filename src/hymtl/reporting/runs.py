@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from hymtl import UserError
 from hymtl.run.artifacts import read_metrics
 from hymtl.run.files import MLFLOW_ARTIFACTS_DIR, REPLACED_PREFIX, RESUMED_DIR
@@ -29,6 +31,9 @@ class Run:
     metrics: list[dict] = field(default_factory=list)
     error: str = ""
     sweep_dir: Path | None = None  # the SWEEP_DIR argument it was found under
+    # hparams_search= the run was launched with (Hydra's .hydra/hydra.yaml): None for a plain
+    # run or sweep job, "unknown" where no hydra.yaml says (a run made by train() from code)
+    search: str | None = "unknown"
 
 
 def find_run_dirs(sweep_dir: Path) -> list[Path]:
@@ -83,7 +88,20 @@ def load_run(run_dir: Path) -> Run:
     config = recorded_config(run_dir) or {}
     regularizer = config.get("regularizer")
     name = regularizer.get("name", "unknown") if isinstance(regularizer, dict) else "unknown"
-    return Run(run_dir, status, str(name), config.get("seed"), config, summary, metrics, error)
+    run = Run(run_dir, status, str(name), config.get("seed"), config, summary, metrics, error)
+    run.search = launched_search(run_dir)
+    return run
+
+
+def launched_search(run_dir: Path) -> str | None:
+    """The hparams_search= option Hydra recorded for the run (None: not a search trial), or
+    "unknown" without a readable .hydra/hydra.yaml."""
+    try:
+        hydra = OmegaConf.load(run_dir / ".hydra" / "hydra.yaml")
+        choices = OmegaConf.to_container(hydra.hydra.runtime.choices)
+    except Exception:  # absent, unreadable or of another shape: say nothing about it
+        return "unknown"
+    return choices.get("hparams_search") if isinstance(choices, dict) else "unknown"
 
 
 def load_sweeps(sweep_dirs: list[Path]) -> list[Run]:

@@ -94,6 +94,9 @@ def trial_runs(runs) -> list:
     strength tried again with the same seed is still one trial per run, never a second seed; a
     strength rerun with ≥2 seeds (or folds) is a seed group."""
     completed = [run for run in runs if run.status == "completed"]
+    # Where Hydra recorded how a run was launched, a grid sweep over λ (not hparams_search=)
+    # is a set of settings, never a search: only recorded searches can hold trials.
+    completed = [run for run in completed if getattr(run, "search", "unknown") is not None]
     tried: dict[tuple, set] = {}
     samples: dict[tuple, set] = {}
     for run in completed:

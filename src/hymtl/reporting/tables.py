@@ -30,7 +30,11 @@ def readable(value: float) -> str:
 
 
 def distinct(values) -> str:
-    return ", ".join(sorted({str(v) for v in values if v is not None})) or "unknown"
+    """The distinct values, numbers in numeric order (1, 2, 3, 25), then the rest by name."""
+    found = {v for v in values if v is not None}
+    numbers = sorted(v for v in found if isinstance(v, int | float) and not isinstance(v, bool))
+    others = sorted(str(v) for v in found if v not in numbers)
+    return ", ".join([*map(str, numbers), *others]) or "unknown"
 
 
 def relative(path: Path) -> str:
