@@ -70,6 +70,10 @@ class MlflowTracker:
     def __init__(self, cfg: DictConfig, run_dir: Path, previous_ids: dict, resumed) -> None:
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        # MLflow's store set-up ("Creating initial MLflow database tables...") and alembic's
+        # migrations log at INFO in their own format, in the middle of hymtl's log.
+        for name in ("mlflow.store.db.utils", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         uri = cfg.logger.tracking_uri
         check_reachable(uri)
         self.log_checkpoints = cfg.logger.log_checkpoints
