@@ -247,3 +247,23 @@ def test_cache_limit_is_a_number_or_auto(value):
     cfg = compose_config([f"data.cache_max_mb={value}"])
     check_config(cfg)
     assert cfg.data.cache_max_mb == value
+
+
+def test_knobs_away_from_the_reference_recipe_are_named_at_start_up():
+    from hymtl.training.setup import recipe_changes
+
+    assert recipe_changes(compose_config([])) == []
+    changed = compose_config(
+        [
+            "loss.label_smoothing=0.1",
+            "loss.class_weights=balanced",
+            "augment=none",
+            "early_stopping.patience=3",
+        ]
+    )
+    assert recipe_changes(changed) == [
+        "loss.label_smoothing=0.1",
+        "loss.class_weights=balanced",
+        "augment=none",
+        "early_stopping.patience=3 (val_acc)",
+    ]

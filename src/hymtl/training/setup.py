@@ -170,6 +170,9 @@ def build_splits(cfg: DictConfig, ranks: distributed.Ranks) -> DataSplits:
         splits.classes,
         splits.layout,
     )
+    changes = recipe_changes(cfg)
+    if changes:
+        log.info("unlike the reference recipe: %s", ", ".join(changes))
     if ranks.enabled:
         log.info(
             "%d processes x batch %d = global batch %d",
@@ -178,6 +181,23 @@ def build_splits(cfg: DictConfig, ranks: distributed.Ranks) -> DataSplits:
             ranks.world_size * cfg.batch_size,
         )
     return splits
+
+
+def recipe_changes(cfg: DictConfig) -> list[str]:
+    """The training knobs set away from the reference recipe that the data line and the
+    config groups in the log do not already say (label smoothing, class weights, augmentation,
+    early stopping)."""
+    changes = []
+    if cfg.loss.label_smoothing:
+        changes.append(f"loss.label_smoothing={cfg.loss.label_smoothing}")
+    if cfg.loss.class_weights.value != "none":
+        changes.append(f"loss.class_weights={cfg.loss.class_weights.value}")
+    if cfg.augment.name.value != "reference":
+        changes.append(f"augment={cfg.augment.name.value}")
+    if cfg.early_stopping.patience is not None:
+        stopping = cfg.early_stopping
+        changes.append(f"early_stopping.patience={stopping.patience} ({stopping.metric.value})")
+    return changes
 
 
 def build_regularizer(cfg: DictConfig, model: nn.Module) -> Regularizer:
