@@ -13,7 +13,7 @@ import hymtl.run.provenance
 import hymtl.train
 from hymtl.report import compare_with_none, find_run_dirs, load_run, summarize_by_regularizer
 from hymtl.run.artifacts import load_checkpoint
-from hymtl.run.provenance import job_command_line
+from hymtl.run.provenance import command_line, job_command_line
 from hymtl.train import train
 from hymtl.training.epoch import best_value
 from hymtl.training.features import CACHED_AUGMENTATION
@@ -182,3 +182,15 @@ def test_report_makes_no_verdict_from_two_seeds(tmp_path):
     assert comparison["verdict"] == "not tested"
     assert comparison["diff"] == pytest.approx(-0.105)
     assert torch.tensor(comparison["ci"]).isfinite().all()  # the interval is still shown
+
+
+def test_a_torchrun_run_records_the_torchrun_command(monkeypatch):
+    class FakeHydraConfig:
+        initialized = staticmethod(lambda: True)
+
+    monkeypatch.setattr(hymtl.run.provenance, "HydraConfig", FakeHydraConfig)
+    monkeypatch.setattr("sys.argv", ["train.py", "device=cpu", "epochs=2"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert command_line() == "torchrun --nproc_per_node=2 -m hymtl.train device=cpu epochs=2"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert command_line() == "python -m hymtl.train device=cpu epochs=2"

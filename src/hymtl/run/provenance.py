@@ -18,10 +18,16 @@ from hymtl import display_path
 
 
 def command_line() -> str | None:
-    """The command as typed, when this process is the hymtl CLI (not a library call)."""
+    """The command as typed, when this process is the hymtl CLI (not a library call). Under
+    torchrun (WORLD_SIZE > 1) the launch that reproduces it: torchrun with as many processes
+    per node as the run had (one node: what hymtl is tested with)."""
     if not HydraConfig.initialized():
         return None
-    return shlex.join(["python", "-m", "hymtl.train", *sys.argv[1:]])
+    launcher = ["python", "-m", "hymtl.train"]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        launcher = ["torchrun", f"--nproc_per_node={world_size}", "-m", "hymtl.train"]
+    return shlex.join([*launcher, *sys.argv[1:]])
 
 
 def job_command_line() -> str | None:
