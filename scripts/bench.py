@@ -166,8 +166,13 @@ class HymtlSide:
         # not carry hymtl's imports.
         from hydra import compose, initialize_config_module
 
+        from hymtl.config.schema import register_configs
+        from hymtl.run.resolvers import register_resolvers
         from hymtl.training.loop import evaluate, train_one_epoch
         from hymtl.training.setup import build_parts, setup_runtime
+
+        register_resolvers()  # what hymtl.train does before it composes
+        register_configs()
 
         with initialize_config_module("hymtl.conf", version_base="1.3"):
             cfg = compose(

@@ -36,6 +36,8 @@ from hydra import compose, initialize_config_module
 from torch import nn
 from torchvision import transforms
 
+from hymtl.config.schema import register_configs
+from hymtl.run.resolvers import register_resolvers
 from hymtl.training.loop import train_one_epoch
 from hymtl.training.setup import build_parts, setup_runtime
 
@@ -133,6 +135,8 @@ class VariantSide:
     def __init__(self, variant: str, data: str):
         overrides = [f"data.root={data}", *RECIPE.split(), *CONFIG_CHANGES.get(variant, "").split()]
         with initialize_config_module("hymtl.conf", version_base="1.3"):
+            register_resolvers()  # what hymtl.train does before it composes
+            register_configs()
             cfg = compose("config", overrides=overrides)
         self.runtime = setup_runtime(cfg)
         self.parts = parts = build_parts(cfg, self.runtime)

@@ -131,6 +131,10 @@ def test_a_run_that_owns_its_dir_removes_stale_temp_files(tmp_path):
     assert (tmp_path / ".notes.tmp").read_text() == "mine"
 
 
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, reason="under nohup SIGHUP stays ignored"
+    reason="run under nohup: SIGHUP stays ignored",
+)
 def test_sighup_ends_a_run_interrupted_and_handlers_are_restored(tmp_path):
     before = signal.getsignal(signal.SIGHUP), signal.getsignal(signal.SIGTERM)
     with pytest.raises(RunInterrupted, match="nothing to resume"):

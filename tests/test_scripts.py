@@ -232,6 +232,7 @@ def test_bench_hymtl_side_is_built_by_build_parts_and_runs_the_loop(
 
     import hymtl.train
     import hymtl.training.loop
+    import hymtl.training.setup
     from hymtl.data.toydata import make_toy_image_folder
 
     bench = load_script("bench")
@@ -246,8 +247,8 @@ def test_bench_hymtl_side_is_built_by_build_parts_and_runs_the_loop(
         return record_and_call
 
     for module, name in [
-        (hymtl.train, "setup_runtime"),
-        (hymtl.train, "build_parts"),
+        (hymtl.training.setup, "setup_runtime"),
+        (hymtl.training.setup, "build_parts"),
         (hymtl.training.loop, "train_one_epoch"),
     ]:
         monkeypatch.setattr(module, name, recorded(name, getattr(module, name)))
