@@ -132,7 +132,7 @@ def test_a_run_that_owns_its_dir_removes_stale_temp_files(tmp_path):
 
 
 @pytest.mark.skipif(
-    signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, reason="under nohup SIGHUP stays ignored"
+    signal.getsignal(signal.SIGHUP) == signal.SIG_IGN,
     reason="run under nohup: SIGHUP stays ignored",
 )
 def test_sighup_ends_a_run_interrupted_and_handlers_are_restored(tmp_path):
