@@ -305,6 +305,13 @@ def main() -> int:
     parser.add_argument("--eval-steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="OVERRIDES",
+        help='one more hymtl side with these overrides, e.g. --also "precision=fp32"',
+    )
+    parser.add_argument(
         "--frozen", action="store_true", help="time feature-extractor mode (cached vs recomputed)"
     )
     parser.add_argument(
@@ -342,6 +349,7 @@ def main() -> int:
 
     reference_name = "reference (tutorial loop)"
     chosen = ABLATION if args.ablation else {"hymtl (fastest)": FASTEST}
+    chosen.update({f"hymtl {overrides}": f"{FASTEST} {overrides}" for overrides in args.also})
     common = {"data": str(args.data), "device": str(device), "num_workers": args.num_workers}
     sides = {reference_name: Side(build_side, {**common, "kind": "reference"})}
     for name, overrides in chosen.items():

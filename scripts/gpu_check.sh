@@ -3,10 +3,10 @@
 #   1. versions and the device;
 #   2. a 1-epoch run on a generated image folder, checked by scripts/check_run_dir.py;
 #   3. scripts/bench.py --quick: the PyTorch tutorial's loop against hymtl's;
-#   4. the 4-regularizer MobileNetV2 sweep, one job after another and with --n-jobs jobs
-#      sharing the GPU (scripts/time_sweeps.py), wall times side by side. 5 epochs per run by
-#      default, to stay inside 8 minutes: at batch 4 an H200 epoch of hymenoptera takes ~2.7 s,
-#      so --epochs 25 takes ~5 minutes for the sequential sweep alone.
+#   4. the reference study, experiment=regularization_study (12 runs, ResNet-18 by default,
+#      25 epochs), with --n-jobs runs side by side on the device, then two of its runs again one
+#      after another, compared epoch by epoch (scripts/gpu_study.py).
+# The last line is gpu_study_s=<wall seconds of the whole study, the fastest --n-jobs>.
 #
 #   bash scripts/gpu_check.sh --data data/hymenoptera_data [--weights mobilenet_v2_features.pth]
 #   bash scripts/gpu_check.sh --device cpu    # dry run: the same steps at toy sizes, no GPU needed
@@ -22,12 +22,14 @@ weights=""
 out=""
 epochs=""
 n_jobs=""
-usage="usage: bash scripts/gpu_check.sh [--device cuda|cpu] [--data DIR] [--weights FILE] [--out DIR] [--epochs N] [--n-jobs N[,N]]"
+model=resnet18
+usage="usage: bash scripts/gpu_check.sh [--device cuda|cpu] [--data DIR] [--weights FILE] [--model NAME] [--out DIR] [--epochs N] [--n-jobs N[,N]]"
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --weights) weights=$2; shift 2 ;;
+    --model) model=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --epochs) epochs=$2; shift 2 ;;
     --n-jobs) n_jobs=$2; shift 2 ;;
@@ -46,10 +48,10 @@ if [ "$device" = cpu ]; then
   toy_size=(data.image_size=64 data.resize_size=72 model.pretrained=false)
   bench_args=(--rounds 1 --train-steps 2 --eval-steps 2 --warmup 1 --num-workers 0)
 else
-  epochs=${epochs:-5}
-  n_jobs=${n_jobs:-4}
+  epochs=${epochs:-25}
+  n_jobs=${n_jobs:-12,4}
   toy_size=()
-  bench_args=(--quick)
+  bench_args=(--rounds 3 --train-steps 30 --eval-steps 30 --warmup 5 --also precision=fp32)
 fi
 
 rows=()
@@ -118,27 +120,30 @@ else
   failed=1
 fi
 
-# 4. The sweep: sequential and with jobs sharing the device.
-sweep_args=(--data "$bench_data" --device "$device" --epochs "$epochs" --n-jobs "$n_jobs"
-  --model mobilenet_v2 --out "$out/sweeps")
-[ -n "$weights" ] && sweep_args+=(--weights "$weights")
-[ ${#toy_size[@]} -gt 0 ] && sweep_args+=(--set "${toy_size[@]}")
-if step sweeps 300 "$python" scripts/time_sweeps.py "${sweep_args[@]}"; then
-  # time_sweeps' rows are | launcher | seconds | accuracies |; here: | check | result | seconds |
+# 4. The reference study, runs side by side, and two of its runs again one by one.
+study_args=(--data "$bench_data" --device "$device" --epochs "$epochs" --n-jobs "$n_jobs"
+  --model "$model" --out "$out/study")
+[ -n "$weights" ] && study_args+=(--weights "$weights")
+[ ${#toy_size[@]} -gt 0 ] && study_args+=(--set "${toy_size[@]}")
+study_line=""
+if step study 420 "$python" scripts/gpu_study.py "${study_args[@]}"; then
+  # gpu_study's rows are | runs at a time | wall s | accuracies |; here: | check | result | seconds |
   while IFS= read -r line; do
     rows+=("$line")
-  done < <(awk -F' [|] ' '/^[|] (basic|joblib)/ {
-    printf "| sweep, %s | best val acc %s | %s |\n", substr($1, 3), substr($3, 1, length($3) - 2), $2
-  }' "$out/sweeps.log")
-  add_row "sweep speed-up with jobs sharing the device" "$(grep -h '^joblib_speedup=' "$out/sweeps.log")" "$step_seconds"
+  done < <(awk -F' [|] ' '/^[|] [0-9]+ [|]/ {
+    printf "| study, %s runs at a time | best val acc %s | %s |\n", substr($1, 3), substr($3, 1, length($3) - 2), $2
+  }' "$out/study.log")
+  study_line=$(grep -h '^gpu_study_s=' "$out/study.log")
+  add_row "study, runs one by one against side by side" "$(grep -h '^largest_difference=' "$out/study.log")" "$step_seconds"
 else
-  add_row "4-regularizer sweeps" "FAILED or timed out (see $out/sweeps.log)" ""
+  add_row "reference study" "FAILED or timed out (see $out/study.log)" ""
   failed=1
 fi
 
 echo
-echo "gpu_check, device=$device, $epochs epochs per sweep run; logs in $out"
+echo "gpu_check, device=$device, $model, $epochs epochs per study run; logs in $out"
 echo "| check | result | seconds |"
 echo "|---|---|---|"
 printf '%s\n' "${rows[@]}"
+[ -n "$study_line" ] && echo "$study_line"
 exit $failed

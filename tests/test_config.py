@@ -200,6 +200,9 @@ def test_auto_settings_resolve_per_device(monkeypatch):
     assert resolve_precision("auto", cpu) == "fp32"
     monkeypatch.setattr("torch.cuda.is_bf16_supported", lambda: False)
     assert resolve_precision("auto", cuda) == "fp16"
+    assert resolve_precision("auto", cuda, batch_size=4) == "fp32"  # autocast's casts cost more
+    assert resolve_precision("auto", cuda, batch_size=64) == "fp16"
+    assert resolve_precision("auto", cpu, batch_size=4) == "fp32"
 
 
 TRAINING_STEP_FAULTS = """

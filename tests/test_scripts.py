@@ -351,16 +351,15 @@ def test_gpu_check_dry_run_on_cpu_prints_every_row_of_its_table(tmp_path):
     assert "complete; best val acc" in rows["1-epoch run, generated folder"][0]
     speedup = rows["bench.py on toy_images"][0]
     assert float(speedup.removeprefix("speedup_vs_reference=")) > 0
-    for layout in (
-        "sweep, basic (sequential, all cores per job)",
-        "sweep, joblib n_jobs=2 (1 threads per job)",
-    ):
+    for layout in ("study, 2 runs at a time",):
         accuracies, seconds = rows[layout]
         assert float(seconds) > 0
-        # every job of the sweep finished: four accuracies, none missing (nan)
+        # every run of the study finished: four means of three seeds, none missing (nan)
         accuracies = accuracies.removeprefix("best val acc ").split(" / ")
         assert len(accuracies) == 4 and "nan" not in accuracies
-    assert "joblib_speedup=" in rows["sweep speed-up with jobs sharing the device"][0]
+    comparison = rows["study, runs one by one against side by side"][0]
+    assert comparison.startswith("largest_difference=val acc ")
+    assert result.stdout.strip().splitlines()[-1].startswith("gpu_study_s=")
 
 
 def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):

@@ -216,6 +216,7 @@ class Config:
     seed: int = MISSING
     device: str = MISSING
     num_workers: int | None = MISSING
+    images_on_device: Any = MISSING  # auto, true or false (checked by run/checks.py)
     threads: int | None = MISSING
     precision: Precision = MISSING
     reuse_freed_memory: bool = MISSING

@@ -102,6 +102,8 @@ def run_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"epochs={cfg.epochs} must be >= 1")
     if cfg.batch_size < 1:
         problems.append(f"batch_size={cfg.batch_size} must be >= 1")
+    if cfg.images_on_device not in ("auto", True, False):
+        problems.append(f"images_on_device={cfg.images_on_device} must be auto, true or false")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         problems.append(f"num_workers={cfg.num_workers} must be >= 0")
     if cfg.threads is not None and cfg.threads < 1:

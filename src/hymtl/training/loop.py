@@ -29,9 +29,11 @@ def train_one_epoch(
     desc="",
     progress=True,
 ):
+    """One pass over `loader`. The sums stay on the device until the epoch ends: no step waits
+    for the GPU. A non-finite loss is found then, and the epoch's weights are not saved."""
     model.train()
-    data_loss_sum = penalty_sum = 0.0
-    correct = seen = 0
+    sums = torch.zeros(3, device=device)  # data loss, penalty, correct images
+    seen = 0
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
         images = to_device(images, device, channels_last)
         targets = targets.to(device, non_blocking=True)
@@ -39,46 +41,59 @@ def train_one_epoch(
             logits = model(images)
         data_loss = criterion(logits.float(), targets)
         penalty = regularizer.penalty()
-        data_loss_value, penalty_value = data_loss.item(), penalty.item()
-        if not math.isfinite(data_loss_value + penalty_value):
-            # Stop before the step: the weights (and last.pt) stay as they were.
-            raise NonFiniteLoss(f"loss became {data_loss_value} (penalty {penalty_value})")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(data_loss + penalty).backward()
         scaler.step(optimizer)
         scaler.update()
         batch = targets.size(0)
-        data_loss_sum += data_loss_value * batch
-        penalty_sum += penalty_value * batch
-        correct += (logits.argmax(1) == targets).sum().item()
+        correct = (logits.argmax(1) == targets).sum()
+        sums += torch.stack([data_loss.detach() * batch, penalty.detach() * batch, correct.float()])
         seen += batch
-    return {"loss_sum": data_loss_sum, "penalty_sum": penalty_sum, "correct": correct, "seen": seen}
+    data_loss_sum, penalty_sum, correct = sums.tolist()
+    if not math.isfinite(data_loss_sum + penalty_sum):
+        raise NonFiniteLoss(
+            f"loss became {data_loss_sum / max(seen, 1)} (penalty {penalty_sum / max(seen, 1)})"
+        )
+    return {
+        "loss_sum": data_loss_sum,
+        "penalty_sum": penalty_sum,
+        "correct": int(correct),
+        "seen": seen,
+    }
 
 
 @torch.inference_mode()
 def evaluate(model, loader, *, criterion, device, autocast, channels_last, desc="", progress=True):
+    """Loss, accuracy and every prediction over `loader`, read from the device once at the end."""
     model.eval()
-    loss_sum = 0.0
-    targets_all, preds_all, probs_all, probabilities = [], [], [], []
+    logits_all, targets_all = [], []
     for images, targets in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
         images = to_device(images, device, channels_last)
-        targets = targets.to(device, non_blocking=True)
         with autocast():
-            logits = model(images).float()
-        loss_sum += criterion(logits, targets).item() * targets.size(0)
-        softmax = logits.softmax(1)
-        probs, preds = softmax.max(1)
-        targets_all += targets.tolist()
-        preds_all += preds.tolist()
-        probs_all += probs.tolist()
-        probabilities += softmax.tolist()  # every class's, for calibration (Brier, NLL)
-    n = len(targets_all)
-    correct = sum(t == p for t, p in zip(targets_all, preds_all))
-    return {  # max(n, 1): under torchrun a rank's val shard can be empty
-        "loss": loss_sum / max(n, 1),
-        "acc": correct / max(n, 1),
-        "targets": targets_all,
-        "preds": preds_all,
-        "probs": probs_all,
-        "probabilities": probabilities,
+            logits_all.append(model(images).float())
+        targets_all.append(targets.to(device, non_blocking=True))
+    if not logits_all:  # under torchrun a rank's val shard can be empty
+        return {
+            "loss": 0.0,
+            "acc": 0.0,
+            "targets": [],
+            "preds": [],
+            "probs": [],
+            "probabilities": [],
+        }
+    logits, targets = torch.cat(logits_all), torch.cat(targets_all)
+    # Summed per batch as before, so the loss is the mean of the per-batch means weighted by size.
+    loss_sum = sum(
+        criterion(part, target) * len(target) for part, target in zip(logits_all, targets_all)
+    )
+    softmax = logits.softmax(1)
+    probs, preds = softmax.max(1)
+    n = len(targets)
+    return {
+        "loss": float(loss_sum) / n,
+        "acc": int((preds == targets).sum()) / n,
+        "targets": targets.tolist(),
+        "preds": preds.tolist(),
+        "probs": probs.tolist(),
+        "probabilities": softmax.tolist(),  # every class's, for calibration (Brier, NLL)
     }

@@ -20,6 +20,13 @@ from torch.utils.data import DataLoader, DistributedSampler
 from hymtl.config.compose import to_plain_dict
 from hymtl.data import DataSplits, make_loader
 from hymtl.data.identity import splits_identity
+from hymtl.data.on_device import (
+    DEVICE_AUGMENTS,
+    DeviceEvalBatches,
+    DeviceTrainBatches,
+    device_path_refusal,
+    images_bytes,
+)
 from hymtl.errors import UserError
 from hymtl.training import distributed
 from hymtl.training.features import cached_feature_loaders, warn_augmentation_dropped
@@ -85,7 +92,7 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
             "model.freeze_backbone=true trains only the head, on cached features: run it in one "
             "process (python -m hymtl.train), or add feature_cache=false under torchrun"
         )
-    precision = resolve_precision(cfg.precision.value, device)
+    precision = resolve_precision(cfg.precision.value, device, cfg.batch_size)
     threads = resolve_threads(cfg.threads)
     if threads:
         torch.set_num_threads(threads)
@@ -237,16 +244,58 @@ def split_sizes(splits: DataSplits, evaluation: dict) -> str:
 
 
 def image_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime):
-    ranks = runtime.ranks
-    pin = runtime.device.type == "cuda"
-    train_sampler = None
-    if ranks.enabled:
-        train_sampler = DistributedSampler(
-            splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
+    """The train and val loaders: DataLoaders, or the batches of images held on the device."""
+    drop_single = drops_single_image(cfg, splits, runtime.ranks)
+    if images_on_device(cfg, splits, runtime):
+        common = {"device": runtime.device, "channels_last": cfg.channels_last}
+        data = cfg.data
+        train_batches = DeviceTrainBatches(
+            splits.train,
+            batch_size=cfg.batch_size,
+            seed=cfg.seed,
+            drop_last=drop_single,
+            image_size=data.image_size,
+            resize_size=data.resize_size,
+            mean=list(data.mean),
+            std=list(data.std),
+            augment=cfg.augment.name.value,
+            **common,
         )
-    per_process = len(train_sampler) if train_sampler is not None else len(splits.train)
-    # A last batch of one image cannot be normalized by BatchNorm in training mode (a model
-    # whose feature maps end at 1x1 crashes on it): drop that one image for the epoch.
+        return train_batches, DeviceEvalBatches(splits.val, batch_size=cfg.batch_size, **common)
+    return data_loaders(cfg, splits, runtime, drop_single)
+
+
+def images_on_device(cfg: DictConfig, splits: DataSplits, runtime: Runtime) -> bool:
+    """images_on_device: true, false, or auto (on CUDA, where the images fit), logged."""
+    choice = cfg.images_on_device
+    needed = images_bytes(splits.train) + 4 * 3 * cfg.data.image_size**2 * len(splits.val)
+    refusal = device_path_refusal(
+        runtime.device, cfg.augment.name.value, runtime.ranks.enabled, splits.train, needed
+    )
+    if choice == "auto":
+        if refusal is None:
+            log.info(
+                "images on %s: %.0f MiB, augmented there (images_on_device=auto)",
+                runtime.device,
+                needed / 2**20,
+            )
+        return refusal is None
+    if choice and runtime.ranks.enabled:
+        raise UserError("images_on_device=true does not run under torchrun; use auto or false")
+    if choice and cfg.augment.name.value not in DEVICE_AUGMENTS:
+        raise UserError(
+            f"images_on_device=true does augment={'/'.join(DEVICE_AUGMENTS)} only; "
+            f"augment={cfg.augment.name.value} needs images_on_device=false or auto"
+        )
+    return bool(choice)
+
+
+def drops_single_image(cfg: DictConfig, splits: DataSplits, ranks: distributed.Ranks) -> bool:
+    """Whether each epoch skips the last training image: a last batch of one image cannot be
+    normalized by BatchNorm in training mode (a model whose feature maps end at 1x1 crashes)."""
+    per_process = len(splits.train)
+    if ranks.enabled:
+        per_process = -(-len(splits.train) // ranks.world_size)  # DistributedSampler pads
     drop_single = per_process % cfg.batch_size == 1 and cfg.batch_size > 1
     if drop_single:
         log.info(
@@ -254,6 +303,17 @@ def image_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime):
             "each epoch (BatchNorm needs 2)",
             per_process,
             cfg.batch_size,
+        )
+    return drop_single
+
+
+def data_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime, drop_single: bool):
+    ranks = runtime.ranks
+    pin = runtime.device.type == "cuda"
+    train_sampler = None
+    if ranks.enabled:
+        train_sampler = DistributedSampler(
+            splits.train, ranks.world_size, ranks.rank, shuffle=True, seed=cfg.seed
         )
     train_loader = make_loader(
         splits.train,
