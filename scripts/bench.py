@@ -66,6 +66,13 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, size: int = 2048, se
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
 
+def best_matmul_gflops(device: torch.device, dtype: torch.dtype) -> float:
+    """The best of square matmuls of two sizes: one size alone (2048², 1 s) under-reads the
+    peak where larger tiles run faster (AMX, GPUs), and then a convolution-heavy step could
+    show as more than 100% of it."""
+    return max(matmul_gflops(device, dtype, size) for size in (2048, 4096))
+
+
 def train_flops_per_image(image_size: int = 224) -> float:
     """FLOPs of one ResNet-18 forward+backward at batch 1, counted by torch (2 per multiply-add)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -338,12 +345,12 @@ def main() -> int:
         print(f"frozen_speedup_per_epoch={ratio:.1f}")
         return 0
 
-    fp32 = matmul_gflops(device, torch.float32)
-    bf16 = matmul_gflops(device, torch.bfloat16)
+    fp32 = best_matmul_gflops(device, torch.float32)
+    bf16 = best_matmul_gflops(device, torch.bfloat16)
     flops = train_flops_per_image()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(
-        f"matmul 2048²: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s; "
+        f"matmul, best of 2048² and 4096²: fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s; "
         f"ResNet-18 train step {flops / 1e9:.1f} GFLOP/image (fwd+bwd, counted)"
     )
 
@@ -374,7 +381,7 @@ def main() -> int:
     )
     print(
         f"{'side':42} {'train img/s':>11} {'eval img/s':>10} {'speedup':>8} "
-        f"{'of peak':>8} {memory + ' MiB':>15} {'warm-up s':>9}"
+        f"{'of matmul':>9} {memory + ' MiB':>15} {'warm-up s':>9}"
     )
     for name, timing in timings.items():
         train_rate = median_rate(timing["train"])
@@ -383,7 +390,7 @@ def main() -> int:
         warmup_s = sum(round_.seconds for task in warmups[name].values() for round_ in task)
         print(
             f"{name:42} {train_rate:11.1f} {median_rate(timing['eval']):10.1f} "
-            f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / matmul_peak:7.1%} "
+            f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / matmul_peak:8.1%} "
             f"{peak_mb:15.0f} {warmup_s:9.1f}"
         )
     fastest_name = next(name for name, overrides in chosen.items() if overrides == FASTEST)
@@ -392,8 +399,9 @@ def main() -> int:
     for name, timing in timings.items():
         print(f"  {name:43} {' '.join(f'{round_.rate:5.1f}' for round_ in timing['train'])}")
     print(
-        f"(of peak: train GFLOP/s achieved / this machine's matmul GFLOP/s at the side's "
-        f"precision; warm-up s: the untimed first batches, torch.compile included; "
+        f"(of matmul: train GFLOP/s achieved / the best square-matmul GFLOP/s measured here "
+        f"at the side's precision, 2048² or 4096², a floor of the peak: oneDNN's convolutions "
+        f"can beat it, so over 100% is possible; warm-up s: the untimed first batches, torch.compile included; "
         f"hymtl fastest = {FASTEST})"
     )
     print(f"speedup_vs_reference={speedup:.3f}")

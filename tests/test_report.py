@@ -217,6 +217,19 @@ def test_failed_and_incomplete_runs_are_listed_not_dropped(three_seed_sweep, tmp
     assert (tmp_path / "out" / "comparison.png").stat().st_size > 10_000
 
 
+def test_attempts_that_failed_before_training_are_not_counted_as_runs(three_seed_sweep, tmp_path):
+    attempt = write_run(three_seed_sweep / "y" / "0_l2_seed0", "l2", 0, error="no data.root")
+    (attempt / "metrics.csv").unlink()  # stopped at set-up: no epoch
+    (attempt / ".hydra" / "config.yaml").write_text("model:\n  name: resnet50\nepochs: 90\n")
+    assert main([str(three_seed_sweep), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "6 completed, 0 failed, 0 incomplete; 1 more failed before training (not runs)" in report
+    assert "- model: resnet18; epochs: 3" in report  # the attempt's model and epochs left out
+    assert "## Failed runs (0)" in report
+    attempts = report.split("## Failed before training (1: no epoch trained)")[1].split("##")[0]
+    assert "0_l2_seed0`: no data.root" in attempts
+
+
 @pytest.mark.parametrize("make_input", ["missing", "empty"])
 def test_bad_input_is_one_line_and_status_2(tmp_path, capsys, make_input):
     path = tmp_path / "nothing_here"

@@ -159,6 +159,20 @@ def test_a_lambda_search_is_reported_as_trials_never_as_seeds(tmp_path, capsys):
         assert [row["regularizer"] for row in csv.DictReader(handle)] == ["none"]
 
 
+def test_a_lambda_search_alone_prints_no_empty_table(tmp_path, capsys):
+    sweep = tmp_path / "search"
+    for trial, l1 in enumerate([1e-3, 1e-2, 5e-2]):
+        regularizer = {"name": "l1", "l1": l1}
+        fabricate(sweep / f"trial_{trial}", "l1", 0, 0.80 - trial / 10, regularizer=regularizer)
+    assert main([str(sweep)]) == 0
+    console = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("regularizer ") for line in console)  # no header alone
+    assert console[-1].startswith("l1: λ search, 3 trials")
+    report = (sweep / "report.md").read_text()
+    assert "## Each regularizer against `none`" not in report
+    assert "Only λ-search trials (3): see the λ search section." in report
+
+
 def test_a_lambda_rerun_on_several_seeds_is_a_seed_row_beside_the_trials(tmp_path):
     for trial, l1 in enumerate([1e-3, 1e-2, 5e-2]):
         regularizer = {"name": "l1", "l1": l1}

@@ -16,7 +16,9 @@ def summary_table(
     by_label = {c["label"]: c for c in comparisons}
     width = max([12] + [len(row["label"]) for row in rows])
     lines = []
-    if rows or not tested:
+    if not (rows or tested or trials):
+        return "no completed runs yet"
+    if rows:
         header = f"{'regularizer':<{width}} {'seeds':>5}  {'accuracy %':<15} {'vs none (pp)':>12}"
         lines.append(header + "  p")
     for row in rows:

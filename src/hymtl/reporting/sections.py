@@ -28,11 +28,13 @@ PROTOCOL_MEANINGS = {
 
 def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str, rows: list[dict]):
     """The title, what was read, the run counts, and notes on what was kept apart."""
-    count = {s: sum(r.status == s for r in runs) for s in ("completed", "failed", "incomplete")}
+    attempts = set_up_failures(runs)
+    trained = [run for run in runs if run not in attempts]
+    count = {s: sum(r.status == s for r in trained) for s in ("completed", "failed", "incomplete")}
     completed = [run for run in runs if run.status == "completed"]
     reference = [run for run in completed if run_protocol(run) not in TESTED]
     tested = [run for run in completed if run_protocol(run) in TESTED]
-    models = {config_value(run, "model", "name") for run in runs} - {None}
+    models = {config_value(run, "model", "name") for run in trained} - {None}
     images = f"; val images: {distinct(run.summary.get('n_val') for run in reference)}"
     if tested:
         n_test = distinct((run.summary.get("evaluation") or {}).get("n_test") for run in tested)
@@ -42,9 +44,10 @@ def header_lines(runs: list[Run], sweep_dirs: list[Path], command: str, rows: li
         "",
         f"- read: {', '.join(f'`{relative(d)}`' for d in sweep_dirs)} ({len(runs)} run dirs)",
         f"- runs: {count['completed']} completed, {count['failed']} failed, "
-        f"{count['incomplete']} incomplete",
-        f"- model: {distinct(models)}; epochs: {distinct(config_value(r, 'epochs') for r in runs)}"
-        + images,
+        f"{count['incomplete']} incomplete"
+        + (f"; {len(attempts)} more failed before training (not runs)" if attempts else ""),
+        f"- model: {distinct(models)}; "
+        f"epochs: {distinct(config_value(r, 'epochs') for r in trained)}" + images,
         "- " + protocols_text(runs),
         f"- regenerate: `{command}`",
     ]
@@ -159,7 +162,7 @@ def metrics_notes(rows: list[dict], trials: list[dict], calibrated: bool) -> lis
 
 def comparison_lines(rows: list[dict], comparisons: list[dict], tested: bool = False) -> list[str]:
     """The reference rows against `none`; [] when there are none but holdout/kfold runs."""
-    if not rows and tested:
+    if not rows:  # nothing to compare: the metrics section already says why
         return []
     lines = ["", "## Each regularizer against `none` (best-epoch val accuracy, reference)", ""]
     if not any(row["regularizer"] == "none" for row in rows):
@@ -203,11 +206,21 @@ def weight_lines(weights: list[dict]) -> list[str]:
     return lines + ["", "Over all trainable parameters of the final (last-epoch) model."]
 
 
+def set_up_failures(runs: list[Run]) -> list[Run]:
+    """Failed run dirs without one epoch trained: attempts that stopped at set-up (a wrong
+    data.root, a refused config), counted and listed apart from runs."""
+    return [run for run in runs if run.status == "failed" and not run.metrics]
+
+
 def problem_lines(runs: list[Run]) -> list[str]:
-    failed = [run for run in runs if run.status == "failed"]
+    attempts = set_up_failures(runs)
+    failed = [run for run in runs if run.status == "failed" and run not in attempts]
     incomplete = [run for run in runs if run.status == "incomplete"]
     lines = ["", f"## Failed runs ({len(failed)})", ""]
     lines += [f"- `{run.path}`: {run.error}" for run in failed] or ["None."]
+    if attempts:
+        lines += ["", f"## Failed before training ({len(attempts)}: no epoch trained)", ""]
+        lines += [f"- `{run.path}`: {run.error}" for run in attempts]
     lines += ["", f"## Incomplete runs ({len(incomplete)}: still running or killed)", ""]
     for run in incomplete:
         planned = config_value(run, "epochs") or "?"
