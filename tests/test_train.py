@@ -53,18 +53,14 @@ def test_end_to_end_run_learns_and_writes_everything(image_root, tmp_path):
 
     for name in ("best.pt", "last.pt"):
         checkpoint = load_checkpoint(run_dir / name)  # weights_only=True
-        assert set(checkpoint) >= {
-            "model",
-            "optimizer",
-            "scheduler",
-            "epoch",
-            "config",
-            "class_names",
-        }
+        assert set(checkpoint) >= {"model", "epoch", "config", "class_names"}
         assert checkpoint["class_names"] == ["ants", "bees"]
         assert checkpoint["config"]["regularizer"]["name"] == "elasticnet"
-    assert load_checkpoint(run_dir / "last.pt")["epoch"] == 8
+    last = load_checkpoint(run_dir / "last.pt")
+    assert last["epoch"] == 8 and {"optimizer", "scheduler", "rng"} <= set(last)
     best = load_checkpoint(run_dir / "best.pt")
+    assert "optimizer" not in best  # checkpoints=lean: best.pt holds the weights
+    assert (run_dir / "best.pt").stat().st_size < 0.6 * (run_dir / "last.pt").stat().st_size
     assert best["epoch"] == summary["best_epoch"]
     assert isinstance(best["model"]["fc.weight"], torch.Tensor)
 
@@ -219,3 +215,12 @@ def test_bf16_run_completes_with_float32_checkpoints(image_root, tmp_path):
     check_run_dir(tmp_path / "run", epochs=1)
     weights = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
     assert weights["fc.weight"].dtype == torch.float32  # autocast: master weights stay fp32
+
+
+def test_checkpoints_lean_keeps_the_weights_and_full_keeps_every_state():
+    from hymtl.training.epoch import LEAN_KEYS, best_checkpoint
+
+    checkpoint = {key: key for key in (*LEAN_KEYS, "optimizer", "scheduler", "rng", "scaler")}
+    lean = best_checkpoint(compose_config([]), checkpoint)
+    assert set(lean) == set(LEAN_KEYS) and "optimizer" not in lean
+    assert best_checkpoint(compose_config(["checkpoints=full"]), checkpoint) == checkpoint

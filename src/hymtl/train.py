@@ -63,6 +63,7 @@ from hymtl.training import distributed
 from hymtl.training.calibration import calibration_of
 from hymtl.training.epoch import (
     Progress,
+    best_checkpoint,
     continue_after_early_stop,
     make_checkpoint,
     non_finite_tensor,
@@ -219,7 +220,8 @@ def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, ro
         val = progress.last_eval
         progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val, "value": row[metric]}
         if runtime.ranks.is_main:
-            save_checkpoint(run_dir / "best.pt", make_checkpoint(cfg, parts, progress, epoch))
+            checkpoint = make_checkpoint(cfg, parts, progress, epoch)
+            save_checkpoint(run_dir / "best.pt", best_checkpoint(cfg, checkpoint))
     if runtime.ranks.is_main:
         save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, epoch))
 

@@ -31,6 +31,11 @@ class PenalizedParams(Enum):
     weights = "weights"  # skip biases and normalization layers (the usual modern choice)
 
 
+class Checkpoints(Enum):
+    full = "full"  # best.pt like last.pt: weights, optimizer, scheduler and random states
+    lean = "lean"  # best.pt: the weights and what describes them; last.pt as full
+
+
 class Precision(Enum):
     auto = "auto"  # bf16 where the hardware does it natively (CUDA, AVX512-BF16/AMX), else fp32
     fp32 = "fp32"
@@ -227,6 +232,7 @@ class Config:
     resume: str | None = MISSING
     resume_allow_data_change: bool = MISSING
     overwrite: bool = MISSING
+    checkpoints: Checkpoints = MISSING
     augment: AugmentConfig = MISSING
     evaluation: EvaluationConfig = MISSING
     logger: LoggerConfig = field(default_factory=LoggerConfig)

@@ -75,6 +75,20 @@ def make_checkpoint(cfg, parts: Parts, progress: Progress, epoch: int) -> dict:
     }
 
 
+# What best.pt keeps under checkpoints=lean: what predict, evaluate, export and report read.
+# The optimizer, scheduler and random states a resume needs are in last.pt alone.
+LEAN_KEYS = ("model", "epoch", "best_val_acc", "best_epoch", "best_eval", "best_value", "config")
+LEAN_KEYS += ("class_names", "data_identity")
+
+
+def best_checkpoint(cfg, checkpoint: dict) -> dict:
+    """best.pt's content: everything (checkpoints=full) or the weights and what describes them
+    (checkpoints=lean, about half the size for SGD with momentum)."""
+    if cfg.checkpoints.value == "full":
+        return checkpoint
+    return {key: checkpoint[key] for key in LEAN_KEYS}
+
+
 def non_finite_tensor(model: nn.Module) -> str | None:
     """The name of a weight or buffer holding NaN/inf, if any: such a model is never saved."""
     for name, tensor in model.state_dict().items():
