@@ -7,6 +7,8 @@ import copy
 import itertools
 import json
 import logging
+import os
+import shutil
 import sys
 import time
 from collections import OrderedDict
@@ -187,6 +189,26 @@ def job_dir_plan(task: DictConfig, job_dir: Path) -> tuple[str | None, str | Non
     return None, None
 
 
+def launcher_target(config: DictConfig) -> str:
+    return str(config.hydra.launcher.get("_target_", ""))
+
+
+def check_launcher(config: DictConfig) -> None:
+    """What the chosen launcher needs and this machine lacks, as one line before any job; and,
+    for launchers that run jobs side by side here, how many (HYMTL_SWEEP_JOBS, read by each
+    job to split the cores: hymtl.training.runtime.resolve_threads)."""
+    target = launcher_target(config)
+    if target.endswith("SlurmLauncher") and shutil.which("srun") is None:
+        raise UserError(
+            "hydra/launcher=slurm needs SLURM (no srun on this machine): run the sweep on the "
+            "cluster's login node, or here with hydra/launcher=joblib or submitit_local"
+        )
+    basic_sweeper = str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper")
+    if target.endswith(".BasicLauncher") or not basic_sweeper:  # Optuna: its own batches
+        return
+    os.environ["HYMTL_SWEEP_JOBS"] = str(len(basic_sweep_jobs(config)))
+
+
 class SweepStartGuard(Callback):
     """A sweep re-run into the same directory continues the study: completed jobs with the same
     config are kept, interrupted or killed ones resume, failed ones start again with their old
@@ -196,6 +218,10 @@ class SweepStartGuard(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         quiet_third_party_logging()
         self.kept_hydra_files: dict[Path, bytes] = {}
+        try:
+            check_launcher(config)
+        except UserError as error:
+            errors.fail("hymtl", error, errors.USAGE)
         if not str(config.hydra.sweeper.get("_target_", "")).endswith(".BasicSweeper"):
             return
         try:
@@ -215,6 +241,39 @@ class SweepStartGuard(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         for path, content in getattr(self, "kept_hydra_files", {}).items():
             path.write_bytes(content)
+
+
+def job_outcome(summary: dict) -> str:
+    """One job's end, from its summary.json: what a job run by any launcher left behind."""
+    status = summary.get("status", "?")
+    if status == "completed":
+        accuracy, epoch = summary.get("best_val_acc"), summary.get("best_epoch")
+        if isinstance(accuracy, (int, float)):
+            return f"completed, best val acc {accuracy:.4f} at epoch {epoch} (chosen on val)"
+    return str(status)
+
+
+def print_outcomes(sweep_dir: Path, summaries: list[dict], failed: int) -> None:
+    """The end of a sweep, the same for every launcher: each job's outcome, then the counts.
+    Jobs that left no summary.json (killed, or refused before owning a dir) count as such."""
+    lines = [f"  {display_path(s['_dir'])}: {job_outcome(s)}" for s in summaries]
+    completed = sum(summary.get("status") == "completed" for summary in summaries)
+    others = len(summaries) - completed - sum(s.get("status") == "failed" for s in summaries)
+    counts = f"{completed} completed, {failed} failed"
+    counts += f", {others} interrupted" if others else ""
+    print(f"hymtl: sweep {display_path(sweep_dir)}: {counts}", flush=True)
+    for line in lines:
+        print(line, flush=True)
+
+
+def remove_empty_submitit_template(sweep_dir: Path) -> None:
+    """submitit leaves an empty folder named after its unexpanded pattern (`.submitit/%j`);
+    the jobs' own folders beside it hold their logs."""
+    template = sweep_dir / ".submitit" / "%j"
+    try:
+        template.rmdir()  # only when empty
+    except OSError:
+        pass
 
 
 class SweepOutcome(Callback):
@@ -247,6 +306,8 @@ class SweepOutcome(Callback):
             )
             for job, reason in sorted(trackers_off.items()):
                 print(f"  {job}: {reason}", file=sys.stderr)
+        print_outcomes(sweep_dir, self.job_summaries(sweep_dir), len(found))
+        remove_empty_submitit_template(sweep_dir)
         failed = [f"{job}: {reason}" for job, reason in sorted(found.items())]
         sweep.record_sweep_failures(failed)
         if failed:

@@ -102,10 +102,11 @@ def reuse_freed_memory() -> bool:
 
 
 def resolve_threads(threads: int | None) -> int | None:
-    """Torch threads for this job: as configured, or, when Hydra's joblib launcher runs
-    n_jobs jobs side by side, cores // n_jobs so the jobs do not oversubscribe the CPU; likewise
-    cores // processes under torchrun (which would otherwise leave each process 1 thread).
-    None leaves torch's default (all cores)."""
+    """Torch threads for this job: as configured; or, when a launcher runs jobs side by side on
+    this machine (joblib's n_jobs, submitit_local's array_parallelism, at most the sweep's
+    number of jobs), cores // jobs side by side, so the jobs do not oversubscribe the CPU;
+    likewise cores // processes under torchrun (which would otherwise leave each process 1
+    thread); on SLURM, the job's cpus_per_task. None leaves torch's default (all cores)."""
     if threads:
         return threads
     cores = os.cpu_count() or 1
@@ -115,11 +116,21 @@ def resolve_threads(threads: int | None) -> int | None:
     if not HydraConfig.initialized():
         return None
     launcher = HydraConfig.get().launcher
-    if "joblib" not in str(launcher.get("_target_", "")).lower():
+    target = str(launcher.get("_target_", "")).lower()
+    if target.endswith("slurmlauncher"):
+        return launcher.get("cpus_per_task") or None
+    if "joblib" in target:
+        n_jobs = launcher.get("n_jobs") or 1
+        side_by_side = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
+    elif target.endswith("locallauncher"):  # submitit_local: the whole array at once
+        side_by_side = launcher.get("array_parallelism") or cores
+    else:
         return None
-    n_jobs = launcher.get("n_jobs") or 1
-    jobs = cores if n_jobs < 0 else n_jobs  # joblib: -1 means one job per core
-    return max(1, cores // jobs)
+    # Set by the sweep's start (hymtl.run.callbacks.check_launcher): fewer jobs than slots.
+    jobs = int(os.environ.get("HYMTL_SWEEP_JOBS", 0))
+    if jobs:
+        side_by_side = min(side_by_side, jobs)
+    return max(1, cores // side_by_side)
 
 
 def capture_rng(loader_generator: torch.Generator) -> dict:
