@@ -138,6 +138,8 @@ def fit(
         trackers.log_epoch(row)
         save_epoch(cfg, parts, progress, run_dir, runtime, row)
         log_epoch(row, cfg.epochs)
+        if runtime.auto_threads is not None:
+            runtime.auto_threads.after_epoch(epoch)
         if stops_early(cfg, progress, metrics.rows):
             break
 
@@ -272,6 +274,8 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
     summary["augmentation_applied"] = applied_augmentation(cfg.augment.name.value, cached)
     summary["final_weights"] = weight_statistics(parts.model)
     summary["threads"] = torch.get_num_threads()
+    if runtime.auto_threads is not None:  # threads=auto: each count it chose, and why
+        summary["threads_auto"] = runtime.auto_threads.choices
     summary["seconds_per_epoch"] = sum(r["seconds"] for r in rows) / len(rows)
     splits, classes = parts.splits, parts.splits.classes
     write_val_predictions(

@@ -222,7 +222,7 @@ class Config:
     device: str = MISSING
     num_workers: int | None = MISSING
     images_on_device: Any = MISSING  # auto, true or false (checked by run/checks.py)
-    threads: int | None = MISSING
+    threads: Any = MISSING  # auto, a number >= 1, or null (checked by run/checks.py)
     precision: Precision = MISSING
     reuse_freed_memory: bool = MISSING
     channels_last: bool = MISSING

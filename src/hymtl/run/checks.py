@@ -106,8 +106,9 @@ def run_problems(cfg: DictConfig) -> list[str]:
         problems.append(f"images_on_device={cfg.images_on_device} must be auto, true or false")
     if cfg.num_workers is not None and cfg.num_workers < 0:
         problems.append(f"num_workers={cfg.num_workers} must be >= 0")
-    if cfg.threads is not None and cfg.threads < 1:
-        problems.append(f"threads={cfg.threads} must be >= 1 (or null for the default)")
+    threads = cfg.threads
+    if not (threads in (None, "auto") or (type(threads) is int and threads >= 1)):
+        problems.append(f"threads={threads} must be auto, a number >= 1, or null (torch's default)")
     if not 0 <= cfg.seed < 2**32:
         problems.append(f"seed={cfg.seed} must be in [0, 2**32)")
     if cfg.grid_images < 1:

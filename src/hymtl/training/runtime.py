@@ -101,14 +101,21 @@ def reuse_freed_memory() -> bool:
     return bool(mallopt(m_mmap_threshold, 1 << 30) and mallopt(m_trim_threshold, 1 << 30))
 
 
-def resolve_threads(threads: int | None) -> int | None:
-    """Torch threads for this job: as configured; or, when a launcher runs jobs side by side on
-    this machine (joblib's n_jobs, submitit_local's array_parallelism, at most the sweep's
-    number of jobs), cores // jobs side by side, so the jobs do not oversubscribe the CPU;
+def resolve_threads(threads: int | str | None) -> int | str | None:
+    """Torch threads for this job: as configured (a number); or, when a launcher runs jobs side
+    by side on this machine (joblib's n_jobs, submitit_local's array_parallelism, at most the
+    sweep's number of jobs), cores // jobs side by side, so the jobs do not oversubscribe the CPU;
     likewise cores // processes under torchrun (which would otherwise leave each process 1
-    thread); on SLURM, the job's cpus_per_task. None leaves torch's default (all cores)."""
-    if threads:
+    thread); on SLURM, the job's cpus_per_task. Else `threads` as given: "auto" (chosen from
+    the machine's load, hymtl.training.threads) or None (torch's default: all cores)."""
+    if isinstance(threads, int) and not isinstance(threads, bool):
         return threads
+    split = launcher_threads()
+    return threads if split is None else split
+
+
+def launcher_threads() -> int | None:
+    """The threads of one of several processes or jobs side by side (resolve_threads)."""
     cores = os.cpu_count() or 1
     processes = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     if processes > 1:

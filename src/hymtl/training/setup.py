@@ -41,6 +41,7 @@ from hymtl.training.runtime import (
     reuse_freed_memory,
     seed_everything,
 )
+from hymtl.training.threads import AutoThreads
 
 log = logging.getLogger("hymtl.train")
 
@@ -64,6 +65,7 @@ class Runtime:
     precision: str
     autocast: Callable
     num_workers: int
+    auto_threads: AutoThreads | None = None  # threads=auto: re-chosen after each epoch
 
 
 @dataclass
@@ -94,7 +96,10 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
         )
     precision = resolve_precision(cfg.precision.value, device, cfg.batch_size)
     threads = resolve_threads(cfg.threads)
-    if threads:
+    auto_threads = None
+    if threads == "auto" and device.type == "cpu":
+        auto_threads = AutoThreads.start()
+    elif isinstance(threads, int):
         torch.set_num_threads(threads)
     if cfg.reuse_freed_memory and device.type == "cpu":
         reuse_freed_memory()
@@ -110,6 +115,7 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
         precision,
         autocast_for(device, precision),
         resolve_num_workers(cfg.num_workers, device),
+        auto_threads,
     )
 
 
@@ -139,6 +145,8 @@ def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     else:
         train_loader, val_loader = image_loaders(cfg, splits, runtime)
         step_model = wrap_for_steps(cfg, model, runtime)
+    if runtime.auto_threads is not None:
+        runtime.auto_threads.settle()  # the load measured over this set-up
     return Parts(
         splits=splits,
         model=model,
