@@ -195,11 +195,17 @@ class HymtlSide:
         self.runtime = setup_runtime(cfg)
         self.parts = build_parts(cfg, self.runtime)
         self.precision = self.runtime.precision
+        self.probed = False
         self.train_batches = forever(self.parts.train_loader)
         self.val_batches = forever(self.parts.val_loader)
 
     def train_steps(self, steps: int) -> int:
         parts, runtime = self.parts, self.runtime
+        if runtime.auto_threads is not None and not self.probed:
+            # threads=auto chose while every side was being set up at once; here, in the
+            # warm-up, only this side runs (and whatever competes with the bench)
+            runtime.auto_threads.probe()
+            self.probed = True
         stats = self.train_one_epoch(
             model=parts.step_model,
             loader=islice(self.train_batches, steps),
@@ -322,6 +328,13 @@ def main() -> int:
         "--frozen", action="store_true", help="time feature-extractor mode (cached vs recomputed)"
     )
     parser.add_argument(
+        "--busy",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=None,
+        metavar="N[,N]",
+        help="with N competing CPU-bound processes: auto threads against each fixed count",
+    )
+    parser.add_argument(
         "--num-workers",
         type=int,
         default=4,
@@ -354,26 +367,65 @@ def main() -> int:
         f"ResNet-18 train step {flops / 1e9:.1f} GFLOP/image (fwd+bwd, counted)"
     )
 
-    reference_name = "reference (tutorial loop)"
     chosen = ABLATION if args.ablation else {"hymtl (fastest)": FASTEST}
     chosen.update({f"hymtl {overrides}": f"{FASTEST} {overrides}" for overrides in args.also})
-    common = {"data": str(args.data), "device": str(device), "num_workers": args.num_workers}
-    sides = {reference_name: Side(build_side, {**common, "kind": "reference"})}
+    common = {"data": str(args.data), "device": str(device)}
+    if args.busy:
+        return busy_comparison(args, common)
+    references = {REFERENCE: args.num_workers}
+    if args.num_workers != 0:  # the same loop without workers: on few cores the faster one
+        references[f"{REFERENCE}, 0 workers"] = 0
+    sides = reference_sides(common, references)
     for name, overrides in chosen.items():
         sides[name] = Side(build_side, {**common, "kind": "hymtl", "overrides": overrides})
-    # Warm-up: first batches, allocator, oneDNN kernels, torch.compile; timed, not compared.
+    result = compare(sides, args)
+    if result is None:
+        return 1
+    timings, precisions, warmups = result
+    print_table(timings, precisions, warmups, args, device, (fp32, bf16), flops)
+    fastest_name = next(name for name, overrides in chosen.items() if overrides == FASTEST)
+    hymtl_rate = median_rate(timings[fastest_name]["train"])
+    rates = {name: median_rate(timings[name]["train"]) for name in references}
+    best_reference = max(rates, key=rates.get)
+    print(
+        f"(of matmul: train GFLOP/s achieved / the best square-matmul GFLOP/s measured here "
+        f"at the side's precision, 2048² or 4096², a floor of the peak: oneDNN's convolutions "
+        f"can beat it, so over 100% is possible; warm-up s: the untimed first batches, "
+        f"torch.compile included; hymtl fastest = {FASTEST})"
+    )
+    print(f"fastest reference here: {best_reference} ({rates[best_reference]:.1f} train img/s)")
+    print(f"speedup_vs_best_reference={hymtl_rate / rates[best_reference]:.3f}")
+    print(f"speedup_vs_reference={hymtl_rate / rates[REFERENCE]:.3f}")
+    return 0
+
+
+REFERENCE = "reference (tutorial loop)"
+
+
+def reference_sides(common: dict, references: dict[str, int]) -> dict[str, Side]:
+    return {
+        name: Side(build_side, {**common, "kind": "reference", "num_workers": workers})
+        for name, workers in references.items()
+    }
+
+
+def compare(sides: dict[str, Side], args):
+    """Warm-up, then args.rounds A/B rounds: (timings, precisions, warm-ups), None on failure."""
     warmup = [("train", args.warmup), ("eval", args.warmup)]
     try:
         with Sides(sides) as running:
             warmups = running.take_turns(warmup, rounds=1)
             tasks = [("train", args.train_steps), ("eval", args.eval_steps)]
             timings = running.take_turns(tasks, args.rounds)
-            precisions = running.info
+            return timings, running.info, warmups
     except SideFailed as error:
         print(f"bench: side {error}", file=sys.stderr)
-        return 1
+        return None
 
-    reference = median_rate(timings[reference_name]["train"])
+
+def print_table(timings, precisions, warmups, args, device, peaks, flops) -> None:
+    fp32, bf16 = peaks
+    reference = median_rate(timings[REFERENCE]["train"])
     memory = "max allocated" if device.type == "cuda" else "max RSS"
     print(
         f"\n{args.rounds} rounds × {args.train_steps} train / {args.eval_steps} eval batches "
@@ -393,18 +445,67 @@ def main() -> int:
             f"{train_rate / reference:7.2f}× {train_rate * flops / 1e9 / matmul_peak:8.1%} "
             f"{peak_mb:15.0f} {warmup_s:9.1f}"
         )
-    fastest_name = next(name for name, overrides in chosen.items() if overrides == FASTEST)
-    speedup = median_rate(timings[fastest_name]["train"]) / reference
     print("train img/s per round:")
     for name, timing in timings.items():
         print(f"  {name:43} {' '.join(f'{round_.rate:5.1f}' for round_ in timing['train'])}")
-    print(
-        f"(of matmul: train GFLOP/s achieved / the best square-matmul GFLOP/s measured here "
-        f"at the side's precision, 2048² or 4096², a floor of the peak: oneDNN's convolutions "
-        f"can beat it, so over 100% is possible; warm-up s: the untimed first batches, torch.compile included; "
-        f"hymtl fastest = {FASTEST})"
+
+
+def spin() -> None:
+    """A competing CPU-bound process (--busy): one core, busy until killed."""
+    while True:
+        pass
+
+
+def busy_comparison(args, common: dict) -> int:
+    """For each count N of --busy: N competing CPU-bound processes run throughout while the
+    tutorial loop, hymtl's defaults (threads=auto) and hymtl at each fixed thread count take
+    turns. Last line: busy_auto_vs_best=<the lowest, over N, of auto's train img/s over the
+    best fixed count's>."""
+    import multiprocessing as mp
+
+    cores = len(__import__("os").sched_getaffinity(0))
+    sides = reference_sides(common, {REFERENCE: 0})
+    sides["hymtl threads=auto (default)"] = Side(
+        build_side, {**common, "kind": "hymtl", "overrides": FASTEST}
     )
-    print(f"speedup_vs_reference={speedup:.3f}")
+    for threads in range(1, cores + 1):
+        sides[f"hymtl threads={threads}"] = Side(
+            build_side, {**common, "kind": "hymtl", "overrides": f"{FASTEST} threads={threads}"}
+        )
+    ratios = {}
+    for busy in args.busy:
+        spinners = [mp.get_context("spawn").Process(target=spin, daemon=True) for _ in range(busy)]
+        for spinner in spinners:
+            spinner.start()
+        try:
+            result = compare(sides, args)
+        finally:
+            for spinner in spinners:
+                spinner.terminate()
+                spinner.join()
+        if result is None:
+            return 1
+        timings = result[0]
+        rates = {name: median_rate(timing["train"]) for name, timing in timings.items()}
+        fixed = {
+            name: rate
+            for name, rate in rates.items()
+            if name.startswith("hymtl threads=") and "auto" not in name
+        }
+        best = max(fixed, key=fixed.get)
+        auto = rates["hymtl threads=auto (default)"]
+        ratios[busy] = auto / fixed[best]
+        print(
+            f"\n{busy} competing busy process(es), {cores} cores; "
+            f"train img/s, median of {args.rounds} rounds:"
+        )
+        for name, rate in rates.items():
+            print(
+                f"  {name:34} {rate:7.1f}  "
+                f"({rate / rates[REFERENCE]:.2f}× the tutorial loop, 0 workers)"
+            )
+        print(f"  auto / best fixed ({best}): {ratios[busy]:.3f}")
+    print(f"busy_auto_vs_best={min(ratios.values()):.3f}")
     return 0
 
 

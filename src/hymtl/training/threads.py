@@ -107,6 +107,13 @@ class AutoThreads:
             self.choices.append({"epoch": epoch, "threads": threads, "others_busy": round(busy, 2)})
         self.reading = read_cpu()
 
+    def probe(self, seconds: float = 2 * MIN_PROBE_SECONDS) -> None:
+        """Choose again from the load over the next `seconds`, this process idle meanwhile
+        (scripts/bench.py, whose sides are set up side by side, then take turns)."""
+        start = read_cpu()
+        time.sleep(seconds)
+        self.choose(others_busy(start, read_cpu()), epoch=0)
+
     def after_epoch(self, epoch: int) -> None:
         """Set the next epoch's threads from the load during this one."""
         end = read_cpu()
