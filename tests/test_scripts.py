@@ -346,7 +346,8 @@ def test_gpu_check_dry_run_on_cpu_prints_every_row_of_its_table(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     table = result.stdout[result.stdout.index("| check | result | seconds |") :].splitlines()
-    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[2:]]
+    rows_text = [line for line in table[2:] if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in rows_text]
     rows = {check: (result, seconds) for check, result, seconds in cells}
     assert "complete; best val acc" in rows["1-epoch run, generated folder"][0]
     speedup = rows["bench.py on toy_images"][0]
