@@ -142,4 +142,7 @@ def test_images_on_device_refuses_what_it_cannot_do(image_root, tmp_path):
     with pytest.raises(UserError, match="images_on_device=true does augment=reference/none only"):
         train(cfg, tmp_path / "run")
     with pytest.raises(UserError, match="images_on_device=maybe must be auto, true or false"):
-        train(compose_config(TINY + [f"data.root={image_root}", "images_on_device=maybe"]), tmp_path / "run2")
+        train(
+            compose_config(TINY + [f"data.root={image_root}", "images_on_device=maybe"]),
+            tmp_path / "run2",
+        )

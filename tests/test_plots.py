@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-import hymtl.run.artifacts
+import hymtl.run.artifacts  # noqa: F401
+import hymtl.training.plots
 from hymtl.train import train
 from hymtl.training.plots import make_prediction_grid, plot_curves
 
@@ -99,13 +100,13 @@ def test_comparison_shows_one_epoch_runs(tmp_path):
 @pytest.mark.slow
 def test_every_per_image_picture_comes_from_the_best_epoch(image_root, tmp_path, monkeypatch):
     drawn = []
-    real = hymtl.run.artifacts.write_prediction_grid
+    real = hymtl.training.plots.write_prediction_grid
 
     def record(val_dataset, classes, eval_result, *args, **kwargs):
         drawn.append(eval_result["preds"])
         return real(val_dataset, classes, eval_result, *args, **kwargs)
 
-    monkeypatch.setattr(hymtl.run.artifacts, "write_prediction_grid", record)
+    monkeypatch.setattr(hymtl.training.plots, "write_prediction_grid", record)
     run_dir = tmp_path / "run"
     overrides = ["data=imagefolder", f"data.root={image_root}", "epochs=3", "optimizer.lr=0.05"]
     summary = train(compose_config(TINY + overrides), run_dir)

@@ -73,6 +73,7 @@ from hymtl.training.features import applied_augmentation
 from hymtl.training.loop import NonFiniteLoss, evaluate, train_one_epoch
 from hymtl.training.losses import evaluation_criterion, is_better, should_stop
 from hymtl.training.regularizers import weight_statistics
+from hymtl.training.runtime import END_OF_RUN_IMPORTS, import_in_background
 from hymtl.training.setup import Parts, Runtime, build_parts, setup_runtime
 
 log = logging.getLogger("hymtl.train")
@@ -124,6 +125,7 @@ def fit(
     the epoch early_stopping.metric chose (the one selection metric, for early stopping too)."""
     if not continue_after_early_stop(cfg, progress, metrics.rows):
         return
+    import_in_background(END_OF_RUN_IMPORTS)  # during the first epoch
     quiet = None if runtime.ranks.is_main else True
     for epoch in tqdm(range(progress.start_epoch, cfg.epochs + 1), desc="epochs", disable=quiet):
         raise_pending_stop()
@@ -229,16 +231,11 @@ def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, ro
 
 
 def log_epoch(row: dict, epochs: int) -> None:
+    columns = ("train_loss", "train_penalty", "train_acc", "val_loss", "val_acc", "lr", "seconds")
     log.info(
         "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g | %.1fs",
         f"epoch {row['epoch']}/{epochs}",
-        row["train_loss"],
-        row["train_penalty"],
-        row["train_acc"],
-        row["val_loss"],
-        row["val_acc"],
-        row["lr"],
-        row["seconds"],
+        *(row[column] for column in columns),
     )
 
 

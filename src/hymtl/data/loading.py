@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from hymtl import UserError
@@ -115,6 +114,8 @@ def split_by_fraction(
 ) -> tuple[Samples, Samples]:
     """(train, val): a stratified split holding `val_fraction` of the images for val."""
     try:
+        from sklearn.model_selection import train_test_split  # only a split imports sklearn
+
         return train_test_split(
             samples,
             test_size=val_fraction,

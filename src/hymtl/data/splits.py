@@ -19,8 +19,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from sklearn.model_selection import StratifiedKFold, train_test_split
-
 from hymtl import UserError, display_path
 
 Samples = list[tuple[str, int]]
@@ -38,6 +36,8 @@ class Partition:
 def stratified_split(samples: Samples, fraction: float, seed: int, what: str) -> tuple:
     """(rest, held) with `fraction` of the samples held, the classes in proportion."""
     try:
+        from sklearn.model_selection import train_test_split  # only a split imports sklearn
+
         return train_test_split(
             samples,
             test_size=fraction,
@@ -58,6 +58,8 @@ def kfold_split(samples: Samples, folds: int, fold: int, seed: int) -> tuple[Sam
             f"evaluation.folds={folds} needs at least {folds} usable images in every class "
             f"(the smallest class has {min(counts.values())}); lower evaluation.folds="
         )
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     targets = [target for _, target in samples]
     rest_index, test_index = list(splitter.split(samples, targets))[fold]

@@ -53,12 +53,6 @@ from hymtl.run.provenance import (
     git_state,
     job_command_line,
 )
-from hymtl.training.plots import (
-    plot_confusion_matrix,
-    plot_curves,
-    plot_reliability,
-    write_prediction_grid,
-)
 
 log = logging.getLogger("hymtl.run.artifacts")
 
@@ -199,6 +193,8 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     Training is over when this runs: a picture that cannot be drawn (an unwritable path, a
     matplotlib error) is one warning naming it and why, and an entry of summary["plots_failed"]
     ({"file", "reason"}); the other pictures are still drawn and the run still completes."""
+    from hymtl.training import plots  # matplotlib: imported to draw, not at start-up
+
     failed = summary["plots_failed"] = []
 
     def draw(file_name: str, picture) -> None:
@@ -209,7 +205,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
             log.warning("could not draw %s (%s); the run completes without it", file_name, reason)
             failed.append({"file": file_name, "reason": reason})
 
-    draw(CURVES_PLOT, lambda path: plot_curves(rows, path, run_name, summary["best_epoch"]))
+    draw(CURVES_PLOT, lambda path: plots.plot_curves(rows, path, run_name, summary["best_epoch"]))
     name, dataset, result = reported
     metrics = summary["test" if name == "test" else "best_model"]
     epoch = f"epoch {summary['best_epoch']} of {len(rows)}"
@@ -222,19 +218,21 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     classes = summary["classes"]
     draw(
         CONFUSION_MATRIX_PLOT,
-        lambda path: plot_confusion_matrix(metrics["confusion_matrix"], classes, path, which),
+        lambda path: plots.plot_confusion_matrix(metrics["confusion_matrix"], classes, path, which),
     )
     grid = (dataset, classes, result)
     mean, std = cfg.data.mean, cfg.data.std
     grid_title = f"{name} predictions, {which} (red = wrong) · {run_name}"
     draw(
         PREDICTIONS_PLOT,
-        lambda path: write_prediction_grid(*grid, cfg.grid_images, mean, std, path, grid_title),
+        lambda path: plots.write_prediction_grid(
+            *grid, cfg.grid_images, mean, std, path, grid_title
+        ),
     )
     errors_title = f"{name} errors, {which} · {run_name}"
     draw(
         ERRORS_PLOT,
-        lambda path: write_prediction_grid(
+        lambda path: plots.write_prediction_grid(
             *grid, 8, mean, std, path, errors_title, errors_only=True
         ),
     )
@@ -242,7 +240,7 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
         calibration_title = f"calibration: {which}\n{run_name}"
         draw(
             CALIBRATION_PLOT,
-            lambda path: plot_reliability(summary["calibration"], path, calibration_title),
+            lambda path: plots.plot_reliability(summary["calibration"], path, calibration_title),
         )
 
 

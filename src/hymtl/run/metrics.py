@@ -8,13 +8,6 @@ import csv
 import os
 from pathlib import Path
 
-from sklearn.metrics import (
-    accuracy_score,
-    classification_report,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
-
 METRIC_COLUMNS = [
     "epoch",
     "train_loss",
@@ -80,6 +73,13 @@ def selected_epoch(rows: list[dict], metric: str | None) -> int:
 
 def classification_metrics(targets: list[int], preds: list[int], classes: list[str]) -> dict:
     """Accuracy, macro and weighted precision/recall/F1, per-class report, confusion matrix."""
+    from sklearn.metrics import (  # ~0.7 s to import: at the end of a run, not at its start
+        accuracy_score,
+        classification_report,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
     labels = list(range(len(classes)))
     result = {"n": len(targets), "accuracy": float(accuracy_score(targets, preds))}
     for average in ("macro", "weighted"):

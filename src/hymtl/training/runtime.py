@@ -6,8 +6,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import importlib
 import os
 import random
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +162,20 @@ def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gauss))
     random.setstate(state["python"])
     loader_generator.set_state(state["loader"])
+
+
+# What the end of a run draws and scores with (~1 s to import).
+END_OF_RUN_IMPORTS = ("sklearn.metrics", "hymtl.training.plots")
+
+
+def import_in_background(modules: tuple[str, ...]) -> None:
+    """Import `modules` in a daemon thread, so the code that needs them later does not wait."""
+
+    def run() -> None:
+        for module in modules:
+            try:
+                importlib.import_module(module)
+            except Exception:  # whoever needs it imports it again and reports the error
+                return
+
+    threading.Thread(target=run, name="hymtl-imports", daemon=True).start()
