@@ -19,7 +19,7 @@ from hymtl import UserError
 from hymtl.data.cache import DecodedCache, resolve_cache_mb
 from hymtl.data.datasets import DataSplits, DecodeAhead, ImageListDataset
 from hymtl.data.folders import list_class_files, require_classes, scan_usable, warn_skipped
-from hymtl.data.splits import Samples, partition
+from hymtl.data.splits import Samples, partition, stratified_split
 from hymtl.data.transforms import eval_transform, train_transform
 
 log = logging.getLogger("hymtl.data")
@@ -104,29 +104,10 @@ def scan_one_folder(
     # with split_seed, so the training seed never moves an image between splits.
     protocol = (evaluation or {}).get("protocol", "reference")
     split_seed = seed if protocol == "reference" else evaluation["split_seed"]
-    train_samples, val_samples = split_by_fraction(samples, classes, val_fraction, split_seed)
+    what = f"of {len(classes)} classes with data.val_fraction={val_fraction}"
+    train_samples, val_samples = stratified_split(samples, val_fraction, split_seed, what)
     layout = f"one folder split by val_fraction={val_fraction} (seed {split_seed})"
     return Scanned(classes, train_samples, val_samples, skipped, candidates, layout)
-
-
-def split_by_fraction(
-    samples: Samples, classes: list[str], val_fraction: float, split_seed: int
-) -> tuple[Samples, Samples]:
-    """(train, val): a stratified split holding `val_fraction` of the images for val."""
-    try:
-        from sklearn.model_selection import train_test_split  # only a split imports sklearn
-
-        return train_test_split(
-            samples,
-            test_size=val_fraction,
-            random_state=split_seed,
-            stratify=[target for _, target in samples],
-        )
-    except ValueError as error:
-        raise UserError(
-            f"cannot split {len(samples)} images of {len(classes)} classes with "
-            f"data.val_fraction={val_fraction}: {error}"
-        ) from None
 
 
 def by_role(

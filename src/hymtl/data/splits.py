@@ -45,7 +45,7 @@ def stratified_split(samples: Samples, fraction: float, seed: int, what: str) ->
             stratify=[target for _, target in samples],
         )
     except ValueError as error:
-        raise UserError(f"cannot split {len(samples)} images for {what}: {error}") from None
+        raise UserError(f"cannot split {len(samples)} images {what}: {error}") from None
 
 
 def kfold_split(samples: Samples, folds: int, fold: int, seed: int) -> tuple[Samples, Samples]:
@@ -80,7 +80,7 @@ def partition(train: Samples, val: Samples, evaluation: dict | None) -> Partitio
         pooled = sorted(train + val)
         fit, test = kfold_split(pooled, evaluation["folds"], evaluation["fold"], seed)
     fit_part, select = stratified_split(
-        sorted(fit), fraction, seed, f"evaluation.select_fraction={fraction}"
+        sorted(fit), fraction, seed, f"for evaluation.select_fraction={fraction}"
     )
     return Partition(fit_part, select, test)
 
