@@ -420,3 +420,20 @@ def test_bench_scale_prints_a_row_per_case_and_both_ratios(tmp_path):
     quarter, overall = lines[-2:]
     assert quarter.startswith("scale_ratio_quarter_cache=") and float(quarter.split("=")[1]) > 0
     assert overall == f"scale_ratio={rows['20 images'][-2].rstrip('×')}"
+
+
+@pytest.mark.slow
+def test_whole_run_times_both_scripts_to_the_end(tmp_path):
+    from hymtl.data.toydata import make_toy_image_folder
+
+    images = make_toy_image_folder(tmp_path / "images", train_per_class=4, val_per_class=2)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "whole_run.py"), "--data", str(images), "--epochs", "1"]
+        + ["--pairs", "1", "--tutorial-workers", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("whole_run_ratio=") and float(last.split("=")[1]) > 0
