@@ -16,7 +16,8 @@ import torch
 from matplotlib.text import Text
 from PIL import Image
 
-import hymtl.run.artifacts
+import hymtl.run.artifacts  # noqa: F401
+import hymtl.training.plots
 from hymtl.run.artifacts import write_plots
 from hymtl.train import train
 from hymtl.training.calibration import calibration_metrics
@@ -197,8 +198,8 @@ def test_a_picture_that_raises_is_one_warning_on_one_line(tmp_path, caplog, monk
     def broken(*args, **kwargs):
         raise ValueError("\nmathtext says:\n  x_\n   ^\n")
 
-    monkeypatch.setattr(hymtl.run.artifacts, "plot_confusion_matrix", broken)
-    monkeypatch.setattr(hymtl.run.artifacts, "plot_reliability", broken)
+    monkeypatch.setattr(hymtl.training.plots, "plot_confusion_matrix", broken)
+    monkeypatch.setattr(hymtl.training.plots, "plot_reliability", broken)
     summary, rows, reported, cfg = fake_run()
     with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         write_plots(summary, rows, reported, cfg, tmp_path, "run")
@@ -218,7 +219,7 @@ def test_ctrl_c_while_drawing_is_not_swallowed(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hymtl.run.artifacts, "plot_curves", interrupted)
+    monkeypatch.setattr(hymtl.training.plots, "plot_curves", interrupted)
     summary, rows, reported, cfg = fake_run()
     with pytest.raises(KeyboardInterrupt):
         write_plots(summary, rows, reported, cfg, tmp_path, "run")
@@ -252,7 +253,7 @@ def test_a_picture_that_fails_leaves_the_run_completed(image_root, tmp_path, mon
     def broken(*args, **kwargs):
         raise RuntimeError("no room for this picture")
 
-    monkeypatch.setattr(hymtl.run.artifacts, "plot_confusion_matrix", broken)
+    monkeypatch.setattr(hymtl.training.plots, "plot_confusion_matrix", broken)
     run_dir = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="hymtl.run.artifacts"):
         train_tiny(image_root, run_dir)
