@@ -116,7 +116,10 @@ def main() -> int:
         return 1
 
     print(f"\n{args.model}, 12 runs x {args.epochs} epochs, device={args.device}")
-    print("| runs at a time | wall s | best val acc none / l1 / l2 / elasticnet, mean of 3 seeds |")
+    print(
+        "| runs at a time | wall s | best val acc none / l1 / l2 / elasticnet, mean of 3 seeds "
+        "(epoch chosen on val) |"
+    )
     print("|---|---|---|")
     for n_jobs, wall in seconds.items():
         runs = runs_by_name(out / f"joblib{n_jobs}")
