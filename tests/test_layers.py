@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hymtl"
 
 # Lower numbers sit lower: a module may import from its own folder and from lower layers;
-# hymtl/__init__.py and errors.py are layer 0.
+# hymtl/__init__.py, errors.py and lazy_dynamo.py are layer 0.
 LAYERS = {
     "config": 1,
     "data": 2,
@@ -40,7 +40,7 @@ def place(module: str) -> tuple[str, int]:
     """(the folder or top-level module a module belongs to, its layer)."""
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
-    if top in ("__init__", "errors"):  # the package's face re-exports errors: one place
+    if top in ("__init__", "errors", "lazy_dynamo"):  # the package face: imported first
         return "base", 0
     return top, LAYERS.get(top, COMMANDS)
 

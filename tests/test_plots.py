@@ -9,7 +9,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 import hymtl.run.artifacts  # noqa: F401
 import hymtl.training.plots
 from hymtl.train import train
-from hymtl.training.plots import make_prediction_grid, plot_curves
+from hymtl.training.plots import FRAME_PX, GRID_CELL_PX, RED, make_prediction_grid, plot_curves
 
 from .conftest import TINY, compose_config
 
@@ -22,23 +22,26 @@ def renderer_of(figure):
 
 
 def text_boxes_overlapping_images(figure) -> list[str]:
+    """The texts (captions, title) drawn over any pixel of an image or its red frame: the grid
+    is one picture of pixels (white where there is no image), drawn at 1 figure pixel each."""
     renderer = renderer_of(figure)
-    image_axes = [ax for ax in figure.axes if ax.images]
-    texts = [(ax.title, ax) for ax in image_axes]
-    if figure._suptitle is not None:
-        texts.append((figure._suptitle, None))
+    [picture] = figure.images
+    canvas = np.asarray(picture.get_array())
+    height = canvas.shape[0]
     found = []
-    for text, owner in texts:
+    for text in figure.texts:  # the captions and the title
         box = text.get_window_extent(renderer)
-        for ax in image_axes:
-            if ax is not owner and box.overlaps(ax.get_window_extent(renderer)):
-                found.append(text.get_text())
+        rows = slice(max(0, int(height - box.y1)), int(np.ceil(height - box.y0)))
+        columns = slice(max(0, int(box.x0)), int(np.ceil(box.x1)))
+        if (canvas[rows, columns] != 255).any():
+            found.append(text.get_text())
     return found
 
 
 @pytest.mark.parametrize("count", [1, 5, 8, 16])
-def test_grid_captions_never_overlap_images(tmp_path, count):
-    images = [np.random.default_rng(i).random((64, 48, 3)) for i in range(count)]
+@pytest.mark.parametrize("size", [(64, 48), (224, 224), (600, 900)])
+def test_grid_captions_never_overlap_images(tmp_path, count, size):
+    images = [np.random.default_rng(i).random((*size, 3)) for i in range(count)]
     figure = make_prediction_grid(
         images,
         ["ants"] * count,
@@ -49,6 +52,35 @@ def test_grid_captions_never_overlap_images(tmp_path, count):
         "16 of 153 images, sampled per class and right/wrong: 2 wrong shown",
     )
     assert text_boxes_overlapping_images(figure) == []
+    captions = [text.get_text() for text in figure.texts if text is not figure._suptitle]
+    assert len(captions) == count and captions[0].startswith("✗ pred bees (0.97)\ntrue ants")
+    assert all(caption.startswith("✓ pred ants") for caption in captions[1::2])
+
+
+def test_grid_shows_each_image_whole_and_frames_only_the_wrong_ones(tmp_path):
+    """Each image's pixels land in the picture unchanged (224 px: the default image size) or
+    shrunk to fit with their aspect kept; a red frame surrounds the wrong ones only."""
+    rng = np.random.default_rng(0)
+    small, large = rng.random((224, 224, 3)), rng.random((900, 450, 3))
+    figure = make_prediction_grid(
+        [small, large], ["ants", "ants"], ["ants", "bees"], [0.9, 0.8], tmp_path / "g.png"
+    )
+    canvas = np.asarray(figure.images[0].get_array())
+    pixels = (small * 255).round().astype(np.uint8)
+    rows, columns = np.nonzero((canvas == pixels[0, 0]).all(axis=2))
+    top, left = next(
+        (r, c) for r, c in zip(rows, columns) if (canvas[r, c : c + 224] == pixels[0]).all()
+    )
+    assert (canvas[top : top + 224, left : left + 224] == pixels).all()
+    assert (canvas[top - 3 : top, left : left + 224] == 255).all()  # right: no frame
+    red = (canvas == RED).all(axis=2)
+    framed_rows = np.nonzero(red.any(axis=1))[0]
+    framed_columns = np.nonzero(red.any(axis=0))[0]
+    assert framed_rows.size and framed_columns.min() > left + 224  # the second image only
+    inner_height = framed_rows.max() - framed_rows.min() + 1 - 2 * FRAME_PX
+    inner_width = framed_columns.max() - framed_columns.min() + 1 - 2 * FRAME_PX
+    assert (inner_height, inner_width) == (GRID_CELL_PX, GRID_CELL_PX // 2)
+    assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def rows_for(epochs):

@@ -137,7 +137,7 @@ def test_grid_with_forty_long_class_names(tmp_path):
         images, names[:count], names[-count:], [0.4] * count, path, "val predictions"
     )
     assert path.read_bytes()[:8] == PNG
-    captions = [ax.get_title() for ax in figure.axes if ax.images]
+    captions = [text.get_text() for text in figure.texts if text is not figure._suptitle]
     assert len(captions) == count and all(
         len(line) < 60 for c in captions for line in c.split("\n")
     )

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
 import torch
@@ -21,6 +22,7 @@ from tqdm import tqdm
 
 from hymtl import errors
 from hymtl.cli.app import literal_values
+from hymtl.cli.process_exit import run_as_process
 from hymtl.config.compose import multirun_problem, override_problem, to_plain_dict
 from hymtl.config.schema import register_configs
 from hymtl.data import make_loader
@@ -65,6 +67,7 @@ from hymtl.training.epoch import (
     Progress,
     best_checkpoint,
     continue_after_early_stop,
+    epoch_row,
     make_checkpoint,
     non_finite_tensor,
     selection_metric,
@@ -199,21 +202,6 @@ def validate(parts: Parts, runtime: Runtime, desc: str) -> dict:
         progress=runtime.ranks.is_main,
     )
     return distributed.gather_evaluation(val, runtime.ranks)
-
-
-def epoch_row(epoch: int, trained: dict, val: dict, lr: float, seconds: float) -> dict:
-    """The epoch's row of metrics.csv."""
-    seen = trained["seen"]
-    return {
-        "epoch": epoch,
-        "train_loss": trained["loss_sum"] / seen,
-        "train_penalty": trained["penalty_sum"] / seen,
-        "train_acc": trained["correct"] / seen,
-        "val_loss": val["loss"],
-        "val_acc": val["acc"],
-        "lr": lr,
-        "seconds": seconds,
-    }
 
 
 def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, row: dict) -> None:
@@ -359,10 +347,15 @@ def main(cfg: DictConfig) -> float:
     return float("nan")  # sweepers (Optuna) see a failed trial
 
 
-def cli() -> None:
-    """`python -m hymtl.train` and `hymtl-train`: exit status 1 if any job of a sweep failed.
-    Overrides Hydra would refuse (in any job of a sweep, or under `--cfg job` too) are one
-    `hymtl: error:` line and exit status 2 before anything is created."""
+def cli() -> NoReturn:
+    """`python -m hymtl.train` and `hymtl-train`: the whole process (cli.process_exit)."""
+    run_as_process(command_line)
+
+
+def command_line() -> None:
+    """Exit status 1 if any job of a sweep failed. Overrides Hydra would refuse (in any job of
+    a sweep, or under `--cfg job` too) are one `hymtl: error:` line and exit status 2 before
+    anything is created."""
     # SIGTERM and SIGHUP are Ctrl-C from the very start, not only once training runs.
     catch_stop_signals()
     try:

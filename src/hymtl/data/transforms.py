@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import torch
 from torchvision import transforms
-from torchvision.transforms import v2
 
 
 def train_transform(image_size: int, mean, std, augment: str = "reference", resize_size: int = 256):
@@ -13,6 +12,9 @@ def train_transform(image_size: int, mean, std, augment: str = "reference", resi
     if augment == "none":
         return eval_transform(resize_size, image_size, mean, std)
     if augment == "trivialaugment":
+        # Imported for this augmentation only: transforms.v2 imports torch._dynamo (~0.8 s).
+        from torchvision.transforms import v2
+
         return v2.Compose(
             [
                 v2.ToImage(),

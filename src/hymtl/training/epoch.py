@@ -126,3 +126,18 @@ def continue_after_early_stop(cfg, progress: Progress, rows: list[dict]) -> bool
     progress.stopped_early_at = done
     log.info("the run stopped early after epoch %d: no epoch to train", done)
     return False
+
+
+def epoch_row(epoch: int, trained: dict, val: dict, lr: float, seconds: float) -> dict:
+    """The epoch's row of metrics.csv."""
+    seen = trained["seen"]
+    return {
+        "epoch": epoch,
+        "train_loss": trained["loss_sum"] / seen,
+        "train_penalty": trained["penalty_sum"] / seen,
+        "train_acc": trained["correct"] / seen,
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "lr": lr,
+        "seconds": seconds,
+    }

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
 # Figures are built with matplotlib's object API (Figure, not pyplot): they are only ever
@@ -27,6 +28,8 @@ MAX_NAMED_CLASSES = 60
 MAX_FIGURE_INCHES = 16.0
 TOP_CONFUSED_PAIRS = 20
 LABEL_CHARS = 32  # class names longer than this are cut (with …) in tick labels and captions
+# Photos barely shrink with more zlib effort; level 1 saves them ~2x faster than the default 6.
+PNG_SAVE = {"pil_kwargs": {"compress_level": 1}}
 
 
 def plain_text(draw):
@@ -84,7 +87,7 @@ def plot_curves(
         whole_epochs(ax, epochs)
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, **PNG_SAVE)
     return fig
 
 
@@ -141,7 +144,7 @@ def plot_confusion_matrix(
     )
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, **PNG_SAVE)
     return fig
 
 
@@ -183,7 +186,7 @@ def plot_large_confusion_matrix(matrix: np.ndarray, classes: list[str], path: Pa
         fontsize=8,
         transform=ax_pairs.transAxes,
     )
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, **PNG_SAVE)
     return fig
 
 
@@ -238,7 +241,7 @@ def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
     ax_count.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
     if title:
         fig.suptitle(title, fontsize=9)  # user text: a `$` is a dollar (PLAIN_TEXT)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, **PNG_SAVE)
     return fig
 
 
@@ -274,6 +277,27 @@ def grid_caption(targets: list[int], preds: list[int], indices: list[int]) -> st
     )
 
 
+# The prediction grid is one picture of pixels with the captions drawn over it, not an axes per
+# image: at 16 images that is ~5x faster to draw and save (docs/performance.md, "Start-up").
+GRID_DPI = 72
+GRID_CELL_PX = 224  # an image's box: the default image_size, so val images are not resampled
+GRID_GAP_PX = 10
+GRID_CAPTION_PX = 28  # two 9-point caption lines above each box
+GRID_TITLE_LINE_PX = 14  # a 10-point title line
+FRAME_PX = 3  # the red frame of a wrong prediction
+RED = (214, 39, 40)
+
+
+def fitted(image: np.ndarray, size: int) -> np.ndarray:
+    """An HxWx3 float image in [0, 1] as uint8, shrunk (aspect kept) to fit a size x size box."""
+    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    if max(pixels.shape[:2]) <= size:
+        return pixels
+    picture = Image.fromarray(pixels)
+    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(picture)
+
+
 @plain_text
 def make_prediction_grid(
     images: list[np.ndarray],
@@ -283,8 +307,8 @@ def make_prediction_grid(
     path: Path,
     title: str = "",
 ) -> Figure:
-    """Images (HxWx3 floats in [0, 1]) titled 'pred (p) / true'; errors in red with a red frame.
-    A true label of None shows the prediction alone."""
+    """Images (HxWx3 floats in [0, 1]) captioned 'pred (p) / true', four to a row; errors in
+    red with a red frame. A true label of None shows the prediction alone."""
     count = len(images)
     if count == 0:  # e.g. no errors: say so rather than leave an empty or missing file
         fig = Figure(figsize=(4, 1.5))
@@ -292,38 +316,40 @@ def make_prediction_grid(
         ax.axis("off")
         ax.text(0.5, 0.5, "no images to show (no errors)", ha="center", va="center")
         fig.suptitle(title, fontsize=8)
-        fig.savefig(path, dpi=72)
+        fig.savefig(path, dpi=72, **PNG_SAVE)
         return fig
-    cols = min(4, max(count, 1))
-    rows = max(1, -(-count // cols))
-    # Constrained layout makes room for each two-line caption between the rows.
-    fig = Figure(figsize=(3 * cols, 3.4 * rows + 0.6), layout="constrained")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, true, pred, prob in zip(
-        axes.flat, images, true_labels, pred_labels, probabilities
+    title = title or "val predictions (red = wrong)"
+    cols = min(4, count)
+    header = 10 + GRID_TITLE_LINE_PX * (title.count("\n") + 1)
+    cell_width = GRID_CELL_PX + GRID_GAP_PX
+    cell_height = GRID_CAPTION_PX + GRID_CELL_PX + GRID_GAP_PX
+    width = GRID_GAP_PX + cols * cell_width
+    height = header + -(-count // cols) * cell_height
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    fig = Figure(figsize=(width / GRID_DPI, height / GRID_DPI), dpi=GRID_DPI)
+    for k, (image, true, pred, prob) in enumerate(
+        zip(images, true_labels, pred_labels, probabilities)
     ):
-        ax.imshow(image)
-        if true is None:  # new images: no truth to mark against
-            ax.set_title(f"{short(pred)} ({prob:.2f})", fontsize=9)
-            continue
-        wrong = true != pred
-        color = "red" if wrong else "green"
-        ax.set_title(
-            f"{'✗' if wrong else '✓'} pred {short(pred)} ({prob:.2f})\ntrue {short(true)}",
-            color=color,
-            fontsize=9,
-        )
+        row, col = divmod(k, cols)
+        box_left = GRID_GAP_PX + col * cell_width
+        box_top = header + row * cell_height + GRID_CAPTION_PX
+        pixels = fitted(image, GRID_CELL_PX)
+        h, w = pixels.shape[:2]
+        left, top = box_left + (GRID_CELL_PX - w) // 2, box_top + (GRID_CELL_PX - h) // 2
+        wrong = true is not None and true != pred
         if wrong:
-            ax.axis("on")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_edgecolor("red")
-                spine.set_linewidth(3)
-    fig.suptitle(title or "val predictions (red = wrong)", fontsize=10)
-    fig.savefig(path, dpi=72)
+            canvas[top - FRAME_PX : top + h + FRAME_PX, left - FRAME_PX : left + w + FRAME_PX] = RED
+        canvas[top : top + h, left : left + w] = pixels
+        if true is None:  # new images: no truth to mark against
+            caption, color = f"{short(pred)} ({prob:.2f})", "black"
+        else:
+            mark, color = ("✗", "red") if wrong else ("✓", "green")
+            caption = f"{mark} pred {short(pred)} ({prob:.2f})\ntrue {short(true)}"
+        x, y = (box_left + GRID_CELL_PX / 2) / width, 1 - (box_top - FRAME_PX - 2) / height
+        fig.text(x, y, caption, ha="center", va="bottom", fontsize=9, color=color)
+    fig.figimage(canvas, origin="upper")
+    fig.suptitle(title, fontsize=10, y=1 - 5 / height, va="top")
+    fig.savefig(path, dpi=GRID_DPI, **PNG_SAVE)
     return fig
 
 

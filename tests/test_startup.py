@@ -1,0 +1,112 @@
+"""What start-up and exit leave out changes nothing: torchvision without dynamo at import still
+answers as before, and a process ending without teardown still writes and reports everything."""
+
+import subprocess
+import sys
+import textwrap
+
+import torch
+import torchvision
+
+from hymtl import lazy_dynamo
+
+from .conftest import TINY, run_cli
+
+
+def run_python(code: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_hymtl_imports_torchvision_without_dynamo_and_dynamo_still_works():
+    result = run_python(
+        """
+        import sys
+        import hymtl.train, hymtl.predict
+        print("dynamo at start-up:", "torch._dynamo" in sys.modules)
+        import torch, torchvision
+        roi_align_module = sys.modules["torchvision.ops.roi_align"]
+        images = torch.arange(64.0).view(1, 1, 8, 8)
+        boxes = torch.tensor([[0.0, 0.0, 0.0, 3.0, 3.0]])
+        print("roi_align:", torchvision.ops.roi_align(images, boxes, 2).flatten().tolist())
+        print("lazy answer:", roi_align_module.is_compile_supported("cpu"))
+        import torch._dynamo.utils as real
+        print("real answer:", real.is_compile_supported("cpu"), type(real).__name__)
+        print("compiled:", torch.compile(lambda t: t * 2, backend="eager")(torch.ones(2)).tolist())
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "dynamo at start-up: False"
+    # Pixel (y, x) holds 8y + x, linear, so each 2x2 bin is 8 * mean(y) + mean(x) over its
+    # sample points: y, x in {0.375, 1.125} for the first bin, {1.875, 2.625} for the second.
+    assert lines[1] == "roi_align: [6.75, 8.25, 18.75, 20.25]"
+    assert lines[2] == "lazy answer: True" and lines[3] == "real answer: True module"
+    assert lines[4] == "compiled: [2.0, 2.0]"
+
+
+def test_nothing_is_stood_in_when_torchvision_is_already_imported():
+    assert "torchvision" in sys.modules and torchvision.__spec__.loader is not None
+    lazy_dynamo.install()
+    assert not any(isinstance(f, lazy_dynamo.TorchvisionFinder) for f in sys.meta_path)
+    assert not isinstance(sys.modules.get(lazy_dynamo.DYNAMO_UTILS), lazy_dynamo.DynamoUtilsStandIn)
+
+
+def test_a_process_ended_without_teardown_still_writes_and_reports_everything(tmp_path):
+    result = run_python(
+        f"""
+        import atexit, logging, sys, threading, time
+        from pathlib import Path
+        from hymtl.cli.process_exit import run_as_process
+
+        folder = Path({str(tmp_path)!r})
+        handler = logging.FileHandler(folder / "run.log")
+        logging.getLogger().addHandler(handler)
+        logging.getLogger().setLevel(logging.INFO)
+
+        def late_writer():
+            time.sleep(0.3)
+            (folder / "thread.txt").write_text("joined")
+
+        def entry():
+            logging.info("logged before exit")
+            atexit.register(lambda: (folder / "atexit.txt").write_text("ran"))
+            threading.Thread(target=late_writer).start()
+            sys.stdout.write("no newline, still flushed")
+            sys.exit(3)
+
+        run_as_process(entry)
+        """
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout == "no newline, still flushed"
+    assert (tmp_path / "thread.txt").read_text() == "joined"
+    assert (tmp_path / "atexit.txt").read_text() == "ran"
+    assert (tmp_path / "run.log").read_text() == "logged before exit\n"
+
+
+def test_exit_with_a_message_prints_it_and_returns_one():
+    result = run_python(
+        """
+        import sys
+        from hymtl.cli.process_exit import run_as_process
+        run_as_process(lambda: sys.exit("stopped: a reason"))
+        """
+    )
+    assert (result.returncode, result.stderr) == (1, "stopped: a reason\n")
+
+
+def test_a_run_from_the_command_line_completes_its_run_dir(image_root, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [f"data.root={image_root}", "epochs=1", f"hydra.run.dir={run_dir}", *TINY]
+    result = run_cli(args, tmp_path)
+    assert result.returncode == 0, result.stderr
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 1/1" in log and log.rstrip().splitlines()[-1].endswith(f"run dir {run_dir}")
+    assert '"status": "completed"' in (run_dir / "summary.json").read_text()
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
