@@ -16,13 +16,14 @@ metrics as summary.json's best_model; OUT defaults to RUN_DIR/evaluate). A Hydra
 from __future__ import annotations
 
 import os
-import sys
 from datetime import datetime
 from pathlib import Path
+from typing import NoReturn
 
 from omegaconf import DictConfig
 
 from hymtl.cli.app import os_problem, run_command, writable_folder_problem
+from hymtl.cli.process_exit import run_as_process
 from hymtl.errors import UserError, display_path
 from hymtl.inference.evaluating import evaluate_checkpoint
 from hymtl.run.artifacts import write_json
@@ -70,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("evaluate", run, USAGE, argv)
 
 
-def cli() -> None:
-    sys.exit(main())
+def cli() -> NoReturn:
+    run_as_process(main)  # the whole process: cli.process_exit
 
 
 if __name__ == "__main__":

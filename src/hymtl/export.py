@@ -21,13 +21,14 @@ how they agree (`verification`). Labels that differ are one warning line.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from omegaconf import DictConfig
 
 from hymtl.cli.app import check_outputs, run_command, write_outputs
+from hymtl.cli.process_exit import run_as_process
 from hymtl.errors import UserError, display_path
 from hymtl.inference.exported import require_onnx
 from hymtl.inference.exporting import EXPORTERS
@@ -86,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("export", run, USAGE, argv)
 
 
-def cli() -> None:
-    sys.exit(main())
+def cli() -> NoReturn:
+    run_as_process(main)  # the whole process: cli.process_exit
 
 
 if __name__ == "__main__":

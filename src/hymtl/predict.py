@@ -21,13 +21,14 @@ training). The precision used is in the grid's title and on the line printed at 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 from omegaconf import DictConfig
 
 from hymtl.cli.app import check_outputs, new_output_folder, run_command, write_outputs
+from hymtl.cli.process_exit import run_as_process
 from hymtl.data import open_rgb, warn_skipped
 from hymtl.errors import UserError, display_path
 from hymtl.inference.loading import load_trained_model
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     return run_command("predict", run, USAGE, argv)
 
 
-def cli() -> None:
-    sys.exit(main())
+def cli() -> NoReturn:
+    run_as_process(main)  # the whole process: cli.process_exit
 
 
 if __name__ == "__main__":

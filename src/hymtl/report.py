@@ -12,8 +12,10 @@ import os
 import shlex
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from hymtl import UserError
+from hymtl.cli.process_exit import run_as_process
 from hymtl.errors import OK, USAGE, error
 from hymtl.reporting.comparisons import compare_with_none
 from hymtl.reporting.document import make_report
@@ -73,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     return OK
 
 
-def cli() -> None:
+def cli() -> NoReturn:
     """Console script `hymtl-report`."""
-    sys.exit(main())
+    run_as_process(main)  # the whole process: cli.process_exit
 
 
 if __name__ == "__main__":

@@ -42,11 +42,12 @@ def exit_process(code: object = 0) -> NoReturn:
     os._exit(status)
 
 
-def run_as_process(entry: Callable[[], object]) -> NoReturn:
-    """Run a command's entry point, then end the process with its status. An exception other
-    than SystemExit (a bug) propagates: the traceback and the normal exit are what it needs."""
+def run_as_process(entry: Callable[[], int | None]) -> NoReturn:
+    """Run a command's entry point, then end the process with the status it returned or
+    exited with. An exception other than SystemExit (a bug) propagates: the traceback and the
+    normal exit are what it needs."""
     try:
-        entry()
+        status = entry()
     except SystemExit as stop:
         exit_process(stop.code)
-    exit_process(0)
+    exit_process(status)
