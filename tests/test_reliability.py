@@ -73,10 +73,11 @@ def test_interrupted_run_resumes_exactly(image_root, tmp_path, reference_run, mo
 
 @pytest.mark.slow
 def test_kill_between_metrics_row_and_checkpoint(image_root, tmp_path, reference_run, monkeypatch):
-    """Epoch 2 wrote its metrics row but died before last.pt: the row is redone, not doubled."""
-    import hymtl.train
+    """Epoch 2 wrote its metrics row but died before last.pt: the row is redone, not doubled.
+    (last.pt is written while epoch 3 trains; its failure ends the run before epoch 3's row.)"""
+    import hymtl.run.checkpoint_writer as writer
 
-    real_save, saves = hymtl.train.save_checkpoint, []
+    real_save, saves = writer.save_checkpoint, []
 
     def save_then_die(path, checkpoint):
         if path.name == "last.pt" and checkpoint["epoch"] == 2:
@@ -85,10 +86,10 @@ def test_kill_between_metrics_row_and_checkpoint(image_root, tmp_path, reference
         real_save(path, checkpoint)
 
     run_dir = tmp_path / "killed"
-    monkeypatch.setattr(hymtl.train, "save_checkpoint", save_then_die)
-    with pytest.raises(RunInterrupted):
+    monkeypatch.setattr(writer, "save_checkpoint", save_then_die)
+    with pytest.raises(RunInterrupted, match="last.pt holds epoch 1"):
         train(compose_config(SHORT + [f"data.root={image_root}"]), run_dir)
-    monkeypatch.setattr(hymtl.train, "save_checkpoint", real_save)
+    monkeypatch.setattr(writer, "save_checkpoint", real_save)
     assert len(comparable_rows(run_dir)) == 2  # row 2 is on disk, last.pt says epoch 1
     train(compose_config([f"resume={run_dir}"]), None)
     assert_same_run(run_dir, reference_run)

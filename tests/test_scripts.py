@@ -3,6 +3,7 @@
 import importlib.util
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -435,5 +436,10 @@ def test_whole_run_times_both_scripts_to_the_end(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    last = result.stdout.strip().splitlines()[-1]
+    lines = result.stdout.strip().splitlines()
+    pair, outside, last = lines[-4], lines[-2], lines[-1]
     assert last.startswith("whole_run_ratio=") and float(last.split("=")[1]) > 0
+    # one pair: the median is that run's wall time less its one epoch
+    wall, outside_s = re.search(r"hymtl ([\d.]+) s, ([\d.]+) s of it outside", pair).groups()
+    median = float(outside.removeprefix("outside_epochs_s="))
+    assert abs(median - float(outside_s)) <= 0.05 and 0 < median < float(wall)

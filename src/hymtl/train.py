@@ -33,11 +33,11 @@ from hymtl.run.artifacts import (
     build_summary,
     classification_metrics,
     load_checkpoint,
-    save_checkpoint,
     write_json,
     write_plots,
     write_val_predictions,
 )
+from hymtl.run.checkpoint_writer import CheckpointWriter
 from hymtl.run.lifecycle import (
     RunInterrupted,
     RunOutcome,
@@ -110,7 +110,7 @@ def train(
             start_training(cfg, parts, progress, run_dir, resumed)
         outcome.training(progress)
         with MetricsLog(run_dir / "metrics.csv" if outcome.owner else None) as metrics:
-            fit(cfg, parts, progress, run_dir, runtime, metrics, trackers)
+            fit(cfg, parts, progress, run_dir, runtime, metrics, trackers, outcome.checkpoints)
         if not outcome.owner:
             return {"status": "completed", "best_val_acc": progress.best["val_acc"]}
         outcome.finishing()
@@ -122,10 +122,18 @@ def train(
 
 
 def fit(
-    cfg, parts: Parts, progress: Progress, run_dir: Path, runtime: Runtime, metrics, trackers
+    cfg,
+    parts: Parts,
+    progress: Progress,
+    run_dir: Path,
+    runtime: Runtime,
+    metrics,
+    trackers,
+    checkpoints: CheckpointWriter,
 ) -> None:
-    """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint. best.pt is
-    the epoch early_stopping.metric chose (the one selection metric, for early stopping too)."""
+    """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint (written
+    while the next epoch trains, all on disk when fit returns). best.pt is the epoch
+    early_stopping.metric chose (the one selection metric, for early stopping too)."""
     if not continue_after_early_stop(cfg, progress, metrics.rows):
         return
     import_in_background(END_OF_RUN_IMPORTS)  # during the first epoch
@@ -139,14 +147,16 @@ def fit(
             progress.last_eval = val = validate(parts, runtime, f"epoch {epoch}/{cfg.epochs} val")
         parts.scheduler.step()
         row = epoch_row(epoch, trained, val, lr, time.time() - started)
+        checkpoints.wait()  # the last epoch's files on disk before this epoch's row
         metrics.append(row)
         trackers.log_epoch(row)
-        save_epoch(cfg, parts, progress, run_dir, runtime, row)
+        save_epoch(cfg, parts, progress, run_dir, runtime, row, checkpoints)
         log_epoch(row, cfg.epochs)
         if runtime.auto_threads is not None:
             runtime.auto_threads.after_epoch(epoch)
         if stops_early(cfg, progress, metrics.rows):
             break
+    checkpoints.wait()
 
 
 def train_epoch(cfg, parts: Parts, runtime: Runtime, epoch: int, run_dir: Path) -> dict:
@@ -204,18 +214,18 @@ def validate(parts: Parts, runtime: Runtime, desc: str) -> dict:
     return distributed.gather_evaluation(val, runtime.ranks)
 
 
-def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, row: dict) -> None:
+def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, row, checkpoints):
     """best.pt when the selection metric improved (a tie keeps the earlier epoch, as early
     stopping counts it), then last.pt; only rank 0 writes the run dir."""
     metric, epoch = selection_metric(cfg), row["epoch"]
-    if is_better(row[metric], progress.best["value"], metric):
+    improved = is_better(row[metric], progress.best["value"], metric)
+    if improved:
         val = progress.last_eval
         progress.best = {"val_acc": val["acc"], "epoch": epoch, "eval": val, "value": row[metric]}
-        if runtime.ranks.is_main:
-            checkpoint = make_checkpoint(cfg, parts, progress, epoch)
-            save_checkpoint(run_dir / "best.pt", best_checkpoint(cfg, checkpoint))
     if runtime.ranks.is_main:
-        save_checkpoint(run_dir / "last.pt", make_checkpoint(cfg, parts, progress, epoch))
+        checkpoint = make_checkpoint(cfg, parts, progress, epoch)
+        files = [(run_dir / "best.pt", best_checkpoint(cfg, checkpoint))] if improved else []
+        checkpoints.write([*files, (run_dir / "last.pt", checkpoint)])
 
 
 def log_epoch(row: dict, epochs: int) -> None:

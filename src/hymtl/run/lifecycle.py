@@ -22,6 +22,7 @@ from hymtl.run.artifacts import (
     write_json,
     write_split_csv,
 )
+from hymtl.run.checkpoint_writer import CheckpointWriter
 from hymtl.run.checks import check_config
 from hymtl.run.resume import load_resume_checkpoint, resumed_config
 from hymtl.run.rundir import (
@@ -176,6 +177,7 @@ class RunOutcome:
         self.stage = "start-up"
         self.progress = Progress()
         self.trackers = None  # once opened, told how the run ended, as summary.json is
+        self.checkpoints = CheckpointWriter()  # the epochs' best.pt and last.pt
 
     def __enter__(self) -> RunOutcome:
         self.lock = RunLock(self.run_dir) if self.owner else None
@@ -195,9 +197,12 @@ class RunOutcome:
         self.stage = "the final artifacts"
 
     def __exit__(self, kind, error, traceback) -> bool:
+        failed_write = self.wait_for_checkpoints(error)
         restore_signals(self.previous_handlers)
         if self.lock:
             self.lock.release()
+        if failed_write is not None:
+            kind, error = type(failed_write), failed_write
         if kind is not None and issubclass(kind, KeyboardInterrupt):
             stop_handled()
             where = f"epoch {self.progress.epoch}" if self.stage == "training" else self.stage
@@ -207,7 +212,25 @@ class RunOutcome:
         if kind is not None and issubclass(kind, Exception):
             reason = str(error) if isinstance(error, UserError) else one_line(error)
             self.write_status("failed", reason)
+        if failed_write is not None:
+            raise failed_write
         return False
+
+    def wait_for_checkpoints(self, error: BaseException | None) -> BaseException | None:
+        """Every checkpoint handed over is on disk before the run dir is let go of and last.pt
+        is read for the way on; a second Ctrl-C meanwhile (under a second) waits too. A write
+        that failed: returned when nothing else ended the run, else logged beside it."""
+        while True:
+            try:
+                self.checkpoints.wait()
+                return None
+            except KeyboardInterrupt:
+                continue
+            except Exception as failed:
+                if error is None:
+                    return failed
+                log.error("a checkpoint could not be written either: %s", one_line(failed))
+                return None
 
     def write_status(self, status: str, reason: str) -> None:
         if self.writes_summary:

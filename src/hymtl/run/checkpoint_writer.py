@@ -1,0 +1,53 @@
+"""An epoch's checkpoints written while the next epoch trains.
+
+Writing best.pt and last.pt takes ~0.3 s per ResNet-18 epoch on 2 cores, all of it in torch's
+serialisation and the file writes, which release the GIL (docs/performance.md, "Start-up").
+The training loop hands them over and goes on; one thread writes them, each as atomic_write
+does (a kill mid-write leaves the previous file whole). What is written is a copy made at the
+hand-over, so the next epoch's steps cannot change a checkpoint mid-write.
+
+Nothing reads a checkpoint while a write is pending: every hand-over first waits for the one
+before (files land in epoch order, one copy held at a time), and the run waits before it reads
+them (the test evaluation, the summary) and before it lets go of its run dir, however it ends.
+A write that failed is raised by the next wait, as it would have been raised in the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+
+from hymtl.run.artifacts import save_checkpoint
+
+
+class CheckpointWriter:
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def write(self, files: list[tuple[Path, dict]]) -> None:
+        """Write each (path, checkpoint) in order, in the background. The tensors and lists of
+        the checkpoints are copied first (the model's weights once for best.pt and last.pt)."""
+        self.wait()
+        snapshot = copy.deepcopy(files)
+        self.thread = threading.Thread(
+            target=self.write_all, args=(snapshot,), name="hymtl-checkpoints"
+        )
+        self.thread.start()
+
+    def write_all(self, files: list[tuple[Path, dict]]) -> None:
+        try:
+            for path, checkpoint in files:
+                save_checkpoint(path, checkpoint)
+        except BaseException as error:  # raised in the training thread, by wait()
+            self.error = error
+
+    def wait(self) -> None:
+        """Until every checkpoint handed over is on disk; a write that failed is raised here."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
