@@ -90,6 +90,24 @@ def test_a_process_ended_without_teardown_still_writes_and_reports_everything(tm
     assert (tmp_path / "run.log").read_text() == "logged before exit\n"
 
 
+def test_worker_pools_left_running_are_stopped_as_at_a_normal_exit(tmp_path):
+    """Thread and process pools (joblib's too) stop in threading's exit hooks, before the
+    join of the threads they run on: the process ends instead of waiting for them forever."""
+    result = run_python(
+        """
+        import concurrent.futures
+        from hymtl.cli.process_exit import run_as_process
+
+        threads = concurrent.futures.ThreadPoolExecutor(2)
+        processes = concurrent.futures.ProcessPoolExecutor(1)
+        print(threads.submit(pow, 2, 5).result(), processes.submit(pow, 3, 2).result())
+        run_as_process(lambda: 0)
+        """,
+        cwd=tmp_path,
+    )
+    assert (result.returncode, result.stdout) == (0, "32 9\n"), result.stderr
+
+
 def test_exit_with_a_message_prints_it_and_returns_one():
     result = run_python(
         """

@@ -1,11 +1,12 @@
 """How a command's process ends: as `sys.exit` would, minus the interpreter's teardown.
 
 With torch and torchvision imported, Python spends ~0.5 s at exit tearing down modules and
-objects that write nothing (0.8 s after a run: docs/performance.md, "Start-up"). Every step of a
-normal exit that can write or report still runs, in the same order: non-daemon threads are
-joined, exit handlers run (logging's flush and close of train.log, worker-pool shutdowns,
-trackers, temporary folders), then stdout and stderr are flushed. Only for a process's own
-entry point (`cli()`): code that calls hymtl in-process keeps the normal exit.
+objects that write nothing (0.8 s after a run: docs/performance.md, "Start-up"). Every step of
+a normal exit that can write or report still runs, in the same order: threading's exit hooks
+(worker pools stop) and the join of non-daemon threads, then the exit handlers (logging's
+flush and close of train.log, trackers, temporary folders), then the flush of stdout and
+stderr. Only for a process's own entry point (`cli()`): code that calls hymtl in-process
+keeps the normal exit.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def exit_status(code: object) -> int:
 
 def exit_process(code: object = 0) -> NoReturn:
     status = exit_status(code)
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    # What the interpreter's own exit does first: threading's exit hooks (which stop worker
+    # pools' manager threads: joblib's loky), then a join of every non-daemon thread.
+    threading._shutdown()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
