@@ -57,24 +57,27 @@ def test_a_failed_write_is_raised_by_the_next_wait_once(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("failing_epoch", [2, 3])
 def test_a_run_whose_checkpoint_cannot_be_written_fails_with_the_reason(
-    image_root, tmp_path, monkeypatch
+    image_root, tmp_path, monkeypatch, failing_epoch
 ):
+    """Epoch 2's files fail while epoch 3 trains; the last epoch's while the run draws its
+    pictures: either way the run is `failed`, never `completed`, and last.pt is whole."""
     real_save = writer_module.save_checkpoint
 
-    def disk_full_at_epoch_2(path, checkpoint):
-        if checkpoint["epoch"] == 2:
+    def disk_full(path, checkpoint):
+        if checkpoint["epoch"] == failing_epoch:
             raise OSError(28, "No space left on device")
         real_save(path, checkpoint)
 
-    monkeypatch.setattr(writer_module, "save_checkpoint", disk_full_at_epoch_2)
+    monkeypatch.setattr(writer_module, "save_checkpoint", disk_full)
     run_dir = tmp_path / "run"
     cfg = compose_config(TINY + ["data=imagefolder", f"data.root={image_root}", "epochs=3"])
     with pytest.raises(OSError, match="No space left"):
         train(cfg, run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "No space left on device" in summary["error"]
-    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+    assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == failing_epoch - 1
     rows = (run_dir / "metrics.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2  # header, epochs 1 and 2: epoch 3's row waits for epoch 2's files
+    assert len(rows) == 1 + failing_epoch  # epoch 3's row waits for epoch 2's files
     assert not is_locked(run_dir) and not list(run_dir.glob(".*.tmp"))

@@ -443,3 +443,23 @@ def test_whole_run_times_both_scripts_to_the_end(tmp_path):
     wall, outside_s = re.search(r"hymtl ([\d.]+) s, ([\d.]+) s of it outside", pair).groups()
     median = float(outside.removeprefix("outside_epochs_s="))
     assert abs(median - float(outside_s)) <= 0.05 and 0 < median < float(wall)
+
+
+@pytest.mark.slow
+def test_bench_startup_times_each_cut_against_the_process_without_it():
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_startup.py"), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    medians = {}
+    for line in lines[1:5]:
+        name, value = re.match(r"(.+?)\s+([\d.]+)\s+\(", line).groups()
+        medians[name] = float(value)
+    assert len(medians) == 4 and all(value > 0 for value in medians.values())
+    saved = medians["import, torchvision first (dynamo imported)"] - medians["import hymtl.train"]
+    saved += medians["import, then sys.exit"] - medians["import, then exit_process"]
+    assert abs(float(lines[-1].removeprefix("startup_saved_s=")) - saved) <= 0.011

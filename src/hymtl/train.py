@@ -68,6 +68,7 @@ from hymtl.training.epoch import (
     best_checkpoint,
     continue_after_early_stop,
     epoch_row,
+    log_epoch,
     make_checkpoint,
     non_finite_tensor,
     selection_metric,
@@ -115,7 +116,7 @@ def train(
             return {"status": "completed", "best_val_acc": progress.best["val_acc"]}
         outcome.finishing()
         facts = run_facts(runtime, parts, progress, trackers, resumed, started)
-        summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, facts)
+        summary = finish(cfg, parts, progress, run_dir, runtime, metrics.rows, facts, outcome)
         trackers.finish("completed", run_dir, summary)
     log.info("%s; run dir %s", result_line(summary), display_path(run_dir))
     return summary
@@ -132,7 +133,7 @@ def fit(
     checkpoints: CheckpointWriter,
 ) -> None:
     """The epoch loop: train, evaluate, step the scheduler, log a row, checkpoint (written
-    while the next epoch trains, all on disk when fit returns). best.pt is the epoch
+    while the next epoch trains; the last epoch's while finish draws). best.pt is the epoch
     early_stopping.metric chose (the one selection metric, for early stopping too)."""
     if not continue_after_early_stop(cfg, progress, metrics.rows):
         return
@@ -156,7 +157,6 @@ def fit(
             runtime.auto_threads.after_epoch(epoch)
         if stops_early(cfg, progress, metrics.rows):
             break
-    checkpoints.wait()
 
 
 def train_epoch(cfg, parts: Parts, runtime: Runtime, epoch: int, run_dir: Path) -> dict:
@@ -228,15 +228,6 @@ def save_epoch(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, ro
         checkpoints.write([*files, (run_dir / "last.pt", checkpoint)])
 
 
-def log_epoch(row: dict, epochs: int) -> None:
-    columns = ("train_loss", "train_penalty", "train_acc", "val_loss", "val_acc", "lr", "seconds")
-    log.info(
-        "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g | %.1fs",
-        f"epoch {row['epoch']}/{epochs}",
-        *(row[column] for column in columns),
-    )
-
-
 def stops_early(cfg, progress: Progress, rows: list[dict]) -> bool:
     if not should_stop(rows, cfg.early_stopping, progress.patience_since):
         return False
@@ -250,8 +241,10 @@ def stops_early(cfg, progress: Progress, rows: list[dict]) -> bool:
     return True
 
 
-def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, extra) -> dict:
-    """Predictions, plots, then summary.json last: `completed` means every artifact exists."""
+def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, extra, outcome):
+    """Predictions, plots, then summary.json last: `completed` means every artifact exists.
+    The last epoch's checkpoints are written meanwhile, and waited for before they are read
+    (the test evaluation) and before summary.json."""
     summary = build_summary(
         cfg,
         to_plain_dict(cfg),
@@ -283,6 +276,7 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
             "so they are selection-biased; evaluation=holdout or kfold holds out a test set"
         )
     else:
+        outcome.checkpoints.wait()
         test_eval = evaluate_selected_on_test(cfg, parts, run_dir, runtime)
         reported = ("test", splits.test, test_eval)
         summary["evaluation"] = evaluation_block(to_plain_dict(cfg.evaluation), splits)
@@ -294,6 +288,7 @@ def finish(cfg, parts: Parts, progress: Progress, run_dir: Path, runtime, rows, 
     summary["calibration"] = calibration_of(reported)
     run_name = f"{cfg.model.name} · regularizer={cfg.regularizer.name} · seed={cfg.seed}"
     write_plots(summary, rows, reported, cfg, run_dir, run_name)
+    outcome.checkpoints.wait()
     write_json(run_dir / "summary.json", summary)
     return summary
 

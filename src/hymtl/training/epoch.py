@@ -141,3 +141,12 @@ def epoch_row(epoch: int, trained: dict, val: dict, lr: float, seconds: float) -
         "lr": lr,
         "seconds": seconds,
     }
+
+
+def log_epoch(row: dict, epochs: int) -> None:
+    columns = ("train_loss", "train_penalty", "train_acc", "val_loss", "val_acc", "lr", "seconds")
+    log.info(
+        "%s  train loss %.4f penalty %.4f acc %.4f | val loss %.4f acc %.4f | lr %.2g | %.1fs",
+        f"epoch {row['epoch']}/{epochs}",
+        *(row[column] for column in columns),
+    )
