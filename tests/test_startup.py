@@ -128,3 +128,25 @@ def test_a_run_from_the_command_line_completes_its_run_dir(image_root, tmp_path)
     assert "epoch 1/1" in log and log.rstrip().splitlines()[-1].endswith(f"run dir {run_dir}")
     assert '"status": "completed"' in (run_dir / "summary.json").read_text()
     assert torch.load(run_dir / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_a_run_imports_only_what_its_config_needs(image_root, tmp_path):
+    """A default run on the CPU loads no launcher, sweeper, tracker or exporter. (It does load
+    torch._dynamo: torch.optim imports it when the optimizer is built.)"""
+    result = run_python(
+        f"""
+        import sys
+        from hydra import compose, initialize_config_module
+        import hymtl.train
+
+        overrides = {TINY!r} + ["data.root={image_root}", "epochs=1"]
+        with initialize_config_module("hymtl.conf", version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        hymtl.train.train(cfg, {str(tmp_path / "run")!r})
+        unneeded = ("onnx", "onnxruntime", "onnxscript", "mlflow", "tensorboard", "optuna")
+        unneeded += ("submitit", "torch.utils.tensorboard", "torchvision.transforms.v2")
+        print("loaded:", [name for name in unneeded if name in sys.modules])
+        """
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.splitlines()[-1] == "loaded: []"

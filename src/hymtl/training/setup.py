@@ -34,6 +34,7 @@ from hymtl.training.losses import build_criterion
 from hymtl.training.regularizers import Regularizer
 from hymtl.training.runtime import (
     autocast_for,
+    import_in_background,
     resolve_device,
     resolve_num_workers,
     resolve_precision,
@@ -106,7 +107,9 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
     # Process-wide switches: set both ways, since sweep jobs can share one process.
     if cfg.deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(cfg.deterministic)
+    if torch.are_deterministic_algorithms_enabled() != cfg.deterministic:
+        # Only when it changes: the call imports torch._inductor and dynamo (~1 s).
+        torch.use_deterministic_algorithms(cfg.deterministic)
     torch.backends.cudnn.benchmark = False
     seed_everything(cfg.seed)  # every rank: the same initial weights
     return Runtime(
@@ -121,6 +124,9 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
 
 def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     """Data, model, regularizer, optimizer, scheduler and loaders, as the config says."""
+    # torch.optim imports torch._dynamo (~0.8 s) when the optimizer is built (its methods are
+    # wrapped in dynamo's `disable`): imported meanwhile, it overlaps the data scan.
+    import_in_background(("torch._dynamo",))
     splits = build_splits(cfg, runtime.ranks)
     model = build(cfg.model, num_classes=len(splits.classes)).to(runtime.device)
     if cfg.channels_last:
