@@ -34,7 +34,6 @@ from hymtl.training.losses import build_criterion
 from hymtl.training.regularizers import Regularizer
 from hymtl.training.runtime import (
     autocast_for,
-    import_in_background,
     resolve_device,
     resolve_num_workers,
     resolve_precision,
@@ -124,9 +123,6 @@ def setup_runtime(cfg: DictConfig) -> Runtime:
 
 def build_parts(cfg: DictConfig, runtime: Runtime) -> Parts:
     """Data, model, regularizer, optimizer, scheduler and loaders, as the config says."""
-    # torch.optim imports torch._dynamo (~0.8 s) when the optimizer is built (its methods are
-    # wrapped in dynamo's `disable`): imported meanwhile, it overlaps the data scan.
-    import_in_background(("torch._dynamo",))
     splits = build_splits(cfg, runtime.ranks)
     model = build(cfg.model, num_classes=len(splits.classes)).to(runtime.device)
     if cfg.channels_last:
