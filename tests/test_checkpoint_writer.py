@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import hymtl.run.checkpoint_writer as writer_module
-from hymtl.run.checkpoint_writer import CheckpointWriter
+from hymtl.run.checkpoint_writer import CheckpointWriter, snapshot
 from hymtl.run.rundir import is_locked
 from hymtl.train import train
 
@@ -29,6 +29,20 @@ def test_what_is_written_is_the_state_at_hand_over(tmp_path):
         saved = torch.load(tmp_path / name, weights_only=True)
         assert saved["model"]["w"].sum().item() == 0.0
     assert torch.load(tmp_path / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def test_a_snapshot_keeps_state_dicts_whole_and_copies_each_tensor_once(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    weights = model.state_dict()
+    files = [(tmp_path / "best.pt", {"model": weights}), (tmp_path / "last.pt", {"model": weights})]
+    [(_, best), (_, last)] = snapshot(files)
+    copied = best["model"]
+    assert type(copied) is type(weights) and copied._metadata == weights._metadata
+    assert last["model"]["0.weight"] is copied["0.weight"]  # one copy for both files
+    for name, tensor in weights.items():
+        assert copied[name] is not tensor and torch.equal(copied[name], tensor)
+        assert copied[name].device.type == "cpu"
+        assert copied[name].data_ptr() != tensor.data_ptr()
 
 
 def test_each_hand_over_waits_for_the_one_before(tmp_path, monkeypatch):

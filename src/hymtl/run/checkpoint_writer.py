@@ -18,7 +18,30 @@ import copy
 import threading
 from pathlib import Path
 
+import torch
+
 from hymtl.run.artifacts import save_checkpoint
+
+
+def tensors_in(value):
+    """Every tensor in a checkpoint's dicts, lists and tuples."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from tensors_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors_in(item)
+
+
+def snapshot(files: list[tuple[Path, dict]]) -> list[tuple[Path, dict]]:
+    """A copy that training cannot change: every tensor copied to the CPU (a GPU keeps no
+    second copy of the model; checkpoints load onto the CPU anyway), each once however often it
+    appears (best.pt and last.pt share the weights); the rest deep-copied as it is (a state
+    dict stays an OrderedDict with its `_metadata`)."""
+    memo = {id(t): t.detach().to("cpu", copy=True) for t in tensors_in([c for _, c in files])}
+    return copy.deepcopy(files, memo)
 
 
 class CheckpointWriter:
@@ -27,12 +50,11 @@ class CheckpointWriter:
         self.error: BaseException | None = None
 
     def write(self, files: list[tuple[Path, dict]]) -> None:
-        """Write each (path, checkpoint) in order, in the background. The tensors and lists of
-        the checkpoints are copied first (the model's weights once for best.pt and last.pt)."""
+        """Write each (path, checkpoint) in order, in the background. The checkpoints are copied
+        first (snapshot)."""
         self.wait()
-        snapshot = copy.deepcopy(files)
         self.thread = threading.Thread(
-            target=self.write_all, args=(snapshot,), name="hymtl-checkpoints"
+            target=self.write_all, args=(snapshot(files),), name="hymtl-checkpoints"
         )
         self.thread.start()
 
