@@ -1,7 +1,7 @@
 import pytest
 
 from hymtl.run.artifacts import MetricsLog, classification_metrics, read_metrics, write_json
-from hymtl.training.plots import choose_grid_indices, grid_caption
+from hymtl.training.prediction_grid import choose_grid_indices, grid_caption
 
 
 def test_metrics_on_a_known_confusion_matrix():

@@ -5,11 +5,13 @@ import csv
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from PIL import Image
 
 import hymtl.run.artifacts  # noqa: F401
-import hymtl.training.plots
+import hymtl.training.prediction_grid
 from hymtl.train import train
-from hymtl.training.plots import FRAME_PX, GRID_CELL_PX, RED, make_prediction_grid, plot_curves
+from hymtl.training.plots import plot_curves
+from hymtl.training.prediction_grid import FRAME_PX, GRID_CELL_PX, RED, make_prediction_grid
 
 from .conftest import TINY, compose_config
 
@@ -21,28 +23,30 @@ def renderer_of(figure):
     return canvas.get_renderer()
 
 
-def text_boxes_overlapping_images(figure) -> list[str]:
-    """The texts (captions, title) drawn over any pixel of an image or its red frame: the grid
-    is one picture of pixels (white where there is no image), drawn at 1 figure pixel each."""
-    renderer = renderer_of(figure)
-    [picture] = figure.images
-    canvas = np.asarray(picture.get_array())
-    height = canvas.shape[0]
+def texts_over_images(picture) -> list[str]:
+    """The texts (captions, title) whose ink covers any pixel of an image or its red frame:
+    the canvas holds the images and frames, white everywhere else."""
     found = []
-    for text in figure.texts:  # the captions and the title
-        box = text.get_window_extent(renderer)
-        rows = slice(max(0, int(height - box.y1)), int(np.ceil(height - box.y0)))
-        columns = slice(max(0, int(box.x0)), int(np.ceil(box.x1)))
-        if (canvas[rows, columns] != 255).any():
-            found.append(text.get_text())
+    for text, (left, top, right, bottom) in [*picture.captions, picture.title]:
+        if (picture.canvas[max(0, top) : bottom, max(0, left) : right] != 255).any():
+            found.append(text)
     return found
+
+
+def assert_saved_whole(picture, path) -> None:
+    """The file is the picture, and every text lies inside it (no title cut at an edge)."""
+    with Image.open(path) as saved:
+        assert (np.asarray(saved.convert("RGB")) == picture.pixels).all()
+    height, width = picture.pixels.shape[:2]
+    for _, (left, top, right, bottom) in [*picture.captions, picture.title]:
+        assert 0 <= left < right <= width and 0 <= top < bottom <= height
 
 
 @pytest.mark.parametrize("count", [1, 5, 8, 16])
 @pytest.mark.parametrize("size", [(64, 48), (224, 224), (600, 900)])
 def test_grid_captions_never_overlap_images(tmp_path, count, size):
     images = [np.random.default_rng(i).random((*size, 3)) for i in range(count)]
-    figure = make_prediction_grid(
+    picture = make_prediction_grid(
         images,
         ["ants"] * count,
         ["bees", "ants"] * (count // 2) + ["bees"] * (count % 2),
@@ -51,8 +55,9 @@ def test_grid_captions_never_overlap_images(tmp_path, count, size):
         "val predictions, best epoch 3 of 25 (val acc 0.9477) · a long run name · seed=0\n"
         "16 of 153 images, sampled per class and right/wrong: 2 wrong shown",
     )
-    assert text_boxes_overlapping_images(figure) == []
-    captions = [text.get_text() for text in figure.texts if text is not figure._suptitle]
+    assert texts_over_images(picture) == []
+    assert_saved_whole(picture, tmp_path / "grid.png")
+    captions = [text for text, _ in picture.captions]
     assert len(captions) == count and captions[0].startswith("✗ pred bees (0.97)\ntrue ants")
     assert all(caption.startswith("✓ pred ants") for caption in captions[1::2])
 
@@ -62,10 +67,10 @@ def test_grid_shows_each_image_whole_and_frames_only_the_wrong_ones(tmp_path):
     shrunk to fit with their aspect kept; a red frame surrounds the wrong ones only."""
     rng = np.random.default_rng(0)
     small, large = rng.random((224, 224, 3)), rng.random((900, 450, 3))
-    figure = make_prediction_grid(
+    picture = make_prediction_grid(
         [small, large], ["ants", "ants"], ["ants", "bees"], [0.9, 0.8], tmp_path / "g.png"
     )
-    canvas = np.asarray(figure.images[0].get_array())
+    canvas = picture.canvas
     pixels = (small * 255).round().astype(np.uint8)
     rows, columns = np.nonzero((canvas == pixels[0, 0]).all(axis=2))
     top, left = next(
@@ -81,6 +86,22 @@ def test_grid_shows_each_image_whole_and_frames_only_the_wrong_ones(tmp_path):
     inner_width = framed_columns.max() - framed_columns.min() + 1 - 2 * FRAME_PX
     assert (inner_height, inner_width) == (GRID_CELL_PX, GRID_CELL_PX // 2)
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_no_title_is_cut_and_an_empty_grid_says_why(tmp_path):
+    """One image under a title wider than it: the picture widens to the title. No images
+    (a model with no errors): a picture that says so, not an empty or missing file."""
+    title = "val errors, val, best epoch 2 of 3 (chosen on val) (acc 0.6928) · resnet18 · seed=0"
+    one = make_prediction_grid(
+        [np.zeros((8, 8, 3))], ["ants"], ["bees"], [0.9], tmp_path / "one.png", title
+    )
+    assert one.pixels.shape[1] > GRID_CELL_PX + 2 * 10  # wider than one image's cell
+    assert one.title[0] == title and texts_over_images(one) == []
+    assert_saved_whole(one, tmp_path / "one.png")
+    empty = make_prediction_grid([], [], [], [], tmp_path / "none.png", "val errors")
+    assert empty.title[0] == "val errors\n\nno images to show (no errors)"
+    assert empty.captions == []
+    assert_saved_whole(empty, tmp_path / "none.png")
 
 
 def rows_for(epochs):
@@ -132,13 +153,13 @@ def test_comparison_shows_one_epoch_runs(tmp_path):
 @pytest.mark.slow
 def test_every_per_image_picture_comes_from_the_best_epoch(image_root, tmp_path, monkeypatch):
     drawn = []
-    real = hymtl.training.plots.write_prediction_grid
+    real = hymtl.training.prediction_grid.write_prediction_grid
 
     def record(val_dataset, classes, eval_result, *args, **kwargs):
         drawn.append(eval_result["preds"])
         return real(val_dataset, classes, eval_result, *args, **kwargs)
 
-    monkeypatch.setattr(hymtl.training.plots, "write_prediction_grid", record)
+    monkeypatch.setattr(hymtl.training.prediction_grid, "write_prediction_grid", record)
     run_dir = tmp_path / "run"
     overrides = ["data=imagefolder", f"data.root={image_root}", "epochs=3", "optimizer.lr=0.05"]
     summary = train(compose_config(TINY + overrides), run_dir)

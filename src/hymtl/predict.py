@@ -33,7 +33,7 @@ from hymtl.data import open_rgb, warn_skipped
 from hymtl.errors import UserError, display_path
 from hymtl.inference.loading import load_trained_model
 from hymtl.inference.predicting import list_inputs, predict, write_predictions
-from hymtl.training.plots import make_prediction_grid
+from hymtl.training.prediction_grid import make_prediction_grid
 
 USAGE = (
     "hymtl predict ckpt=RUN_DIR/best.pt inputs=IMAGE_OR_FOLDER [out=DIR] [device=auto] "

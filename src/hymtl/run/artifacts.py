@@ -193,7 +193,8 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     Training is over when this runs: a picture that cannot be drawn (an unwritable path, a
     matplotlib error) is one warning naming it and why, and an entry of summary["plots_failed"]
     ({"file", "reason"}); the other pictures are still drawn and the run still completes."""
-    from hymtl.training import plots  # matplotlib: imported to draw, not at start-up
+    # matplotlib: imported to draw, not at start-up
+    from hymtl.training import plots, prediction_grid
 
     failed = summary["plots_failed"] = []
 
@@ -225,14 +226,14 @@ def write_plots(summary, rows, reported, cfg, run_dir: Path, run_name: str) -> N
     grid_title = f"{name} predictions, {which} (red = wrong) · {run_name}"
     draw(
         PREDICTIONS_PLOT,
-        lambda path: plots.write_prediction_grid(
+        lambda path: prediction_grid.write_prediction_grid(
             *grid, cfg.grid_images, mean, std, path, grid_title
         ),
     )
     errors_title = f"{name} errors, {which} · {run_name}"
     draw(
         ERRORS_PLOT,
-        lambda path: plots.write_prediction_grid(
+        lambda path: prediction_grid.write_prediction_grid(
             *grid, 8, mean, std, path, errors_title, errors_only=True
         ),
     )

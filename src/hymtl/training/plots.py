@@ -1,4 +1,5 @@
-"""Pictures people would rather look at than read: curves, confusion matrix, prediction grid."""
+"""Pictures people would rather look at than read: curves, confusion matrix, reliability
+diagram (the prediction grid: prediction_grid.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,8 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
 # Figures are built with matplotlib's object API (Figure, not pyplot): they are only ever
@@ -243,144 +242,3 @@ def plot_reliability(calibration: dict, path: Path, title: str = "") -> Figure:
         fig.suptitle(title, fontsize=9)  # user text: a `$` is a dollar (PLAIN_TEXT)
     fig.savefig(path, dpi=100, **PNG_SAVE)
     return fig
-
-
-def choose_grid_indices(targets: list[int], preds: list[int], count: int) -> list[int]:
-    """`count` val images whose mix matches the model's: each (true class, right or wrong) cell
-    gets its share of the grid (largest remainders first), picked evenly over the cell, so the
-    grid's share of errors is the model's and no class is left out by file order."""
-    n = len(targets)
-    if count >= n:
-        return list(range(n))
-    cells: dict[tuple[int, bool], list[int]] = {}
-    for index, (target, pred) in enumerate(zip(targets, preds)):
-        cells.setdefault((target, target == pred), []).append(index)
-    quota = {cell: count * len(members) / n for cell, members in cells.items()}
-    take = {cell: int(share) for cell, share in quota.items()}
-    by_remainder = sorted(cells, key=lambda cell: (take[cell] - quota[cell], cell))
-    for cell in by_remainder[: count - sum(take.values())]:
-        take[cell] += 1
-    picked = []
-    for cell, members in cells.items():
-        step = len(members) / take[cell] if take[cell] else 0
-        picked += [members[int(step * k + step / 2)] for k in range(take[cell])]
-    return sorted(picked)
-
-
-def grid_caption(targets: list[int], preds: list[int], indices: list[int]) -> str:
-    """How the grid was chosen, and how it compares with the whole split."""
-    errors = sum(t != p for t, p in zip(targets, preds))
-    shown = sum(targets[i] != preds[i] for i in indices)
-    return (
-        f"{len(indices)} of {len(targets)} images, sampled per class and right/wrong: "
-        f"{shown} wrong shown; the model has {errors} errors in {len(targets)}"
-    )
-
-
-# The prediction grid is one picture of pixels with the captions drawn over it, not an axes per
-# image: at 16 images that is ~5x faster to draw and save (docs/performance.md, "Start-up").
-GRID_DPI = 72
-GRID_CELL_PX = 224  # an image's box: the default image_size, so val images are not resampled
-GRID_GAP_PX = 10
-GRID_CAPTION_PX = 28  # two 9-point caption lines above each box
-GRID_TITLE_LINE_PX = 14  # a 10-point title line
-FRAME_PX = 3  # the red frame of a wrong prediction
-RED = (214, 39, 40)
-
-
-def fitted(image: np.ndarray, size: int) -> np.ndarray:
-    """An HxWx3 float image in [0, 1] as uint8, shrunk (aspect kept) to fit a size x size box."""
-    pixels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-    if max(pixels.shape[:2]) <= size:
-        return pixels
-    picture = Image.fromarray(pixels)
-    picture.thumbnail((size, size), Image.Resampling.LANCZOS)
-    return np.asarray(picture)
-
-
-@plain_text
-def make_prediction_grid(
-    images: list[np.ndarray],
-    true_labels: list[str | None],
-    pred_labels: list[str],
-    probabilities: list[float],
-    path: Path,
-    title: str = "",
-) -> Figure:
-    """Images (HxWx3 floats in [0, 1]) captioned 'pred (p) / true', four to a row; errors in
-    red with a red frame. A true label of None shows the prediction alone."""
-    count = len(images)
-    if count == 0:  # e.g. no errors: say so rather than leave an empty or missing file
-        fig = Figure(figsize=(4, 1.5))
-        ax = fig.subplots()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no images to show (no errors)", ha="center", va="center")
-        fig.suptitle(title, fontsize=8)
-        fig.savefig(path, dpi=72, **PNG_SAVE)
-        return fig
-    title = title or "val predictions (red = wrong)"
-    cols = min(4, count)
-    header = 10 + GRID_TITLE_LINE_PX * (title.count("\n") + 1)
-    cell_width = GRID_CELL_PX + GRID_GAP_PX
-    cell_height = GRID_CAPTION_PX + GRID_CELL_PX + GRID_GAP_PX
-    width = GRID_GAP_PX + cols * cell_width
-    height = header + -(-count // cols) * cell_height
-    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
-    fig = Figure(figsize=(width / GRID_DPI, height / GRID_DPI), dpi=GRID_DPI)
-    for k, (image, true, pred, prob) in enumerate(
-        zip(images, true_labels, pred_labels, probabilities)
-    ):
-        row, col = divmod(k, cols)
-        box_left = GRID_GAP_PX + col * cell_width
-        box_top = header + row * cell_height + GRID_CAPTION_PX
-        pixels = fitted(image, GRID_CELL_PX)
-        h, w = pixels.shape[:2]
-        left, top = box_left + (GRID_CELL_PX - w) // 2, box_top + (GRID_CELL_PX - h) // 2
-        wrong = true is not None and true != pred
-        if wrong:
-            canvas[top - FRAME_PX : top + h + FRAME_PX, left - FRAME_PX : left + w + FRAME_PX] = RED
-        canvas[top : top + h, left : left + w] = pixels
-        if true is None:  # new images: no truth to mark against
-            caption, color = f"{short(pred)} ({prob:.2f})", "black"
-        else:
-            mark, color = ("✗", "red") if wrong else ("✓", "green")
-            caption = f"{mark} pred {short(pred)} ({prob:.2f})\ntrue {short(true)}"
-        x, y = (box_left + GRID_CELL_PX / 2) / width, 1 - (box_top - FRAME_PX - 2) / height
-        fig.text(x, y, caption, ha="center", va="bottom", fontsize=9, color=color)
-    fig.figimage(canvas, origin="upper")
-    fig.suptitle(title, fontsize=10, y=1 - 5 / height, va="top")
-    fig.savefig(path, dpi=GRID_DPI, **PNG_SAVE)
-    return fig
-
-
-def most_confident_errors(targets, preds, probs, count: int) -> list[int]:
-    wrong = [i for i, (t, p) in enumerate(zip(targets, preds)) if t != p]
-    return sorted(wrong, key=lambda i: -probs[i])[:count]
-
-
-def write_prediction_grid(
-    val_dataset, classes, eval_result, count, mean, std, path, title, errors_only=False
-) -> None:
-    """Draw `count` val images with their predictions: a sample whose mix matches the model's
-    (choose_grid_indices; the caption says how it was chosen), or (errors_only) the most
-    confidently wrong ones."""
-    targets, preds = eval_result["targets"], eval_result["preds"]
-    if errors_only:
-        indices = most_confident_errors(targets, preds, eval_result["probs"], count)
-        errors = sum(t != p for t, p in zip(targets, preds))
-        title = f"{title}\nthe {len(indices)} most confidently wrong of {errors} errors"
-    else:
-        indices = choose_grid_indices(targets, preds, count)
-        title = f"{title}\n{grid_caption(targets, preds, indices)}"
-    mean, std = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    images = [
-        (val_dataset[i][0] * std + mean).clamp(0, 1).permute(1, 2, 0).numpy() for i in indices
-    ]
-    make_prediction_grid(
-        images,
-        [classes[targets[i]] for i in indices],
-        [classes[preds[i]] for i in indices],
-        [eval_result["probs"][i] for i in indices],
-        path,
-        title,
-    )
