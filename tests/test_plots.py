@@ -104,6 +104,14 @@ def test_no_title_is_cut_and_an_empty_grid_says_why(tmp_path):
     assert_saved_whole(empty, tmp_path / "none.png")
 
 
+def test_a_class_name_with_a_newline_stays_on_its_caption_line(tmp_path):
+    picture = make_prediction_grid(
+        [np.zeros((224, 224, 3))], ["two\nlines"], ["tab\there"], [0.6], tmp_path / "g.png"
+    )
+    assert picture.captions[0][0] == "✗ pred tab here (0.60)\ntrue two lines"
+    assert texts_over_images(picture) == []
+
+
 def rows_for(epochs):
     return [
         dict(

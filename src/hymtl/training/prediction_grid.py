@@ -1,8 +1,8 @@
 """The prediction grid: images with their predicted (and true) class, errors framed in red.
 
-One picture of pixels with the captions written into it by PIL, not a matplotlib figure: at 16
-images that is ~2.5x faster to draw and save than a figure with the images as one figimage, and
-~5x faster than an axes per image (docs/performance.md, "Start-up")."""
+One picture of pixels with the captions written into it by PIL, not a matplotlib figure: no
+text layout, compositing or RGBA encoding to wait for at the end of a run (docs/performance.md,
+"Start-up")."""
 
 from __future__ import annotations
 
@@ -94,6 +94,11 @@ def fitted(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(picture)
 
 
+def label(name: str) -> str:
+    """A class name on one line (a folder name may hold a newline or a tab), cut to fit."""
+    return short(" ".join(str(name).split()))
+
+
 def text_size(text: str, size: int) -> tuple[int, int]:
     left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox(
         (0, 0), text, font=grid_font(size), align="center", spacing=LINE_SPACING_PX
@@ -147,10 +152,10 @@ def make_prediction_grid(
             canvas[top - FRAME_PX : top + h + FRAME_PX, left - FRAME_PX : left + w + FRAME_PX] = RED
         canvas[top : top + h, left : left + w] = pixels
         if true is None:  # new images: no truth to mark against
-            caption, color = f"{short(pred)} ({prob:.2f})", "plain"
+            caption, color = f"{label(pred)} ({prob:.2f})", "plain"
         else:
             mark, color = ("✗", "wrong") if wrong else ("✓", "right")
-            caption = f"{mark} pred {short(pred)} ({prob:.2f})\ntrue {short(true)}"
+            caption = f"{mark} pred {label(pred)} ({prob:.2f})\ntrue {label(true)}"
         captions.append((caption, color, box_left + GRID_CELL_PX / 2, box_top - GRID_CAPTION_PX))
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)
