@@ -5,7 +5,15 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from hymtl import data
-from hymtl.data import DecodeAhead, load_data, make_loader, resolve_cache_mb
+from hymtl.data import (
+    DecodeAhead,
+    DecodedCache,
+    ImageListDataset,
+    KeptEvalBatches,
+    load_data,
+    make_loader,
+    resolve_cache_mb,
+)
 
 ONE_IMAGE_MB = 40 * 40 * 4 / 2**20  # conftest's images: 40x40 RGB, which PIL keeps at 4 B/px
 
@@ -105,3 +113,36 @@ def test_a_run_that_caches_nothing_is_the_run_that_caches_everything(image_root,
         cfg = compose_config(SHORT + [f"data.root={image_root}", f"data.cache_max_mb={limit}"])
         train(cfg, tmp_path / name)
     assert_same_run(tmp_path / "nothing", tmp_path / "everything")
+
+
+def test_kept_eval_batches_are_the_loaders_and_transform_each_image_once(image_root, monkeypatch):
+    """The val pass without workers: the DataLoader's batches, bit for bit, every epoch, and its
+    draw from torch's generator (the augmentation's), with each image transformed once however
+    many epochs read it (and a pass cut short resumes)."""
+    splits = load_data("imagefolder", str(image_root), image_size=32, resize_size=36)
+    val, calls = splits.val, []
+    counted = ImageListDataset(
+        val.samples, val.classes, lambda image: calls.append(1) or val.transform(image), val.cache
+    )
+    expected = list(make_loader(val, 5, 0, False, seed=5, pin_memory=False))
+    kept = KeptEvalBatches(counted, 5)
+    assert len(kept) == len(expected) >= 2 and len(val) % 5  # a ragged last batch too
+    next(iter(kept))  # an epoch cut short after its first batch
+    for _ in range(3):
+        torch.manual_seed(1)
+        list(make_loader(val, 5, 0, False, seed=5, pin_memory=False))
+        after_loader = torch.random.get_rng_state()
+        torch.manual_seed(1)
+        passed = list(kept)
+        assert torch.equal(torch.random.get_rng_state(), after_loader)  # the same draws
+        assert len(passed) == len(expected)
+        for (images, targets), (loader_images, loader_targets) in zip(passed, expected):
+            assert torch.equal(images, loader_images) and torch.equal(targets, loader_targets)
+    assert len(calls) == len(val)
+
+
+def test_kept_pixels_count_against_the_cache_limit():
+    cache = DecodedCache(max_mb=1)
+    assert cache.reserve(2**20 - 10) and cache.bytes == 2**20 - 10
+    assert not cache.reserve(11) and cache.bytes == 2**20 - 10  # refused: nothing counted
+    assert cache.reserve(10)

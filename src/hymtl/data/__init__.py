@@ -26,7 +26,7 @@ from hymtl.data.cache import (
     resolve_cache_mb,
     usable_cores,
 )
-from hymtl.data.datasets import DataSplits, DecodeAhead, ImageListDataset
+from hymtl.data.datasets import DataSplits, DecodeAhead, ImageListDataset, KeptEvalBatches
 from hymtl.data.folders import (
     is_hidden,
     is_utf8,
@@ -57,6 +57,7 @@ __all__ = [
     "DecodeAhead",
     "DecodedCache",
     "ImageListDataset",
+    "KeptEvalBatches",
     "UserError",
     "available_memory_mb",
     "check_image",

@@ -81,6 +81,14 @@ class DecodedCache:
             self.images[path] = image
             self.bytes += size
 
+    def reserve(self, size: int) -> bool:
+        """Room for `size` more bytes kept for the run (the evaluation images once transformed,
+        KeptEvalBatches), counted against the same limit; False when they would not fit."""
+        if self.bytes + size > self.max_bytes:
+            return False
+        self.bytes += size
+        return True
+
     def get(self, path: str) -> Image.Image:
         image = self.images.get(path)
         return image if image is not None else open_rgb(path)

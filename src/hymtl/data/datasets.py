@@ -1,6 +1,6 @@
 """What the loaders read: a list of (path, class index) decoded on access (ImageListDataset),
-the sampler that decodes its uncached images ahead of the loader (DecodeAhead), and a run's
-datasets by role (DataSplits)."""
+the sampler that decodes its uncached images ahead of the loader (DecodeAhead), the evaluation
+batches transformed once (KeptEvalBatches), and a run's datasets by role (DataSplits)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset, Sampler, default_collate
 
 from hymtl.data.cache import DecodedCache, usable_cores
 from hymtl.data.images import open_rgb
@@ -100,6 +100,35 @@ class DecodeAhead(Sampler):
             # An epoch cut short (an exception, a bench's islice) leaves no decode running.
             pool.shutdown(wait=False, cancel_futures=True)
             decoding.clear()
+
+
+class KeptEvalBatches:
+    """An evaluation DataLoader's batches (in order, no workers) that transforms each image
+    once: the evaluation transform draws nothing at random, so the first pass's batches are
+    kept and every later epoch reads them again instead of redoing Resize, CenterCrop,
+    ToTensor and Normalize (docs/performance.md, "The defaults"). The batches are the
+    DataLoader's, bit for bit. A pass cut short keeps what it built."""
+
+    def __init__(self, dataset: ImageListDataset, batch_size: int) -> None:
+        self.dataset, self.batch_size = dataset, batch_size
+        self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self):
+        # The draw a DataLoader's iterator makes from torch's global generator (its workers'
+        # base seed): the training augmentation reads the same generator, so without it every
+        # later epoch would crop differently from a run that reads val through a DataLoader.
+        torch.empty((), dtype=torch.int64).random_()
+        return self.batches_in_order()
+
+    def batches_in_order(self):
+        for number, start in enumerate(range(0, len(self.dataset), self.batch_size)):
+            if number == len(self.batches):
+                stop = min(start + self.batch_size, len(self.dataset))
+                self.batches.append(default_collate([self.dataset[i] for i in range(start, stop)]))
+            yield self.batches[number]
 
 
 @dataclass

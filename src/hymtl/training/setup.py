@@ -15,10 +15,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from hymtl.config.compose import to_plain_dict
-from hymtl.data import DataSplits, make_loader
+from hymtl.data import DataSplits, ImageListDataset, KeptEvalBatches, make_loader
 from hymtl.data.identity import splits_identity
 from hymtl.data.on_device import (
     DEVICE_AUGMENTS,
@@ -336,5 +336,20 @@ def data_loaders(cfg: DictConfig, splits: DataSplits, runtime: Runtime, drop_sin
         drop_last=drop_single,
     )
     val_shard = distributed.val_shard(splits.val, ranks)
+    if keeps_eval_batches(cfg, val_shard, runtime):
+        return train_loader, KeptEvalBatches(val_shard, cfg.batch_size)
     val_loader = make_loader(val_shard, cfg.batch_size, runtime.num_workers, False, cfg.seed, pin)
     return train_loader, val_loader
+
+
+def keeps_eval_batches(cfg: DictConfig, val: Dataset, runtime: Runtime) -> bool:
+    """Whether the val images are transformed once and kept (KeptEvalBatches): where the loader
+    has no workers, every val image is in the decoded-image cache and the transformed ones fit
+    in what is left of its limit (logged)."""
+    if runtime.num_workers or not isinstance(val, ImageListDataset) or not val.all_cached():
+        return False
+    size = 4 * 3 * cfg.data.image_size**2 * len(val)  # float32 tensors
+    if not val.cache.reserve(size):
+        return False
+    log.info("val images: transformed once and kept, %.0f MiB", size / 2**20)
+    return True
