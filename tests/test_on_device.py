@@ -87,7 +87,14 @@ def test_eval_batches_are_the_eval_transform_exactly(image_root):
         splits.val, batch_size=4, device=torch.device("cpu"), channels_last=True
     )
     loader = make_loader(splits.val, 4, 0, False, 0, False)
-    for (images, targets), (want_images, want_targets) in zip(held, loader, strict=True):
+    torch.manual_seed(3)
+    want = list(loader)
+    after_loader = torch.random.get_rng_state()
+    torch.manual_seed(3)
+    got = list(held)
+    # The DataLoader's one draw from torch's generator too: the training crops read it next.
+    assert torch.equal(torch.random.get_rng_state(), after_loader)
+    for (images, targets), (want_images, want_targets) in zip(got, want, strict=True):
         assert torch.equal(images, want_images) and torch.equal(targets, want_targets)
         assert images.is_contiguous(memory_format=torch.channels_last)
 

@@ -193,6 +193,13 @@ class DeviceEvalBatches:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self):
+        # The one draw a DataLoader's iterator makes from torch's global generator, which the
+        # training crops read too: without it, epoch 2 on would crop differently from the
+        # DataLoader path (KeptEvalBatches does the same).
+        torch.empty((), dtype=torch.int64).random_()
+        return self.batches_in_order()
+
+    def batches_in_order(self):
         for start in range(0, len(self.dataset), self.batch_size):
             stop = start + self.batch_size
             yield self.images[start:stop], self.targets[start:stop]
