@@ -102,6 +102,14 @@ class DecodeAhead(Sampler):
             decoding.clear()
 
 
+def draw_as_a_dataloader_does(generator: torch.Generator | None = None) -> None:
+    """The one draw a DataLoader's iterator makes when it starts (its workers' base seed), from
+    its generator or, without one, torch's global generator. The training crops read the global
+    generator too: batches served without a DataLoader make the same draw, or every later epoch
+    would crop differently from a run whose batches come through one."""
+    torch.empty((), dtype=torch.int64).random_(generator=generator)
+
+
 class KeptEvalBatches:
     """An evaluation DataLoader's batches (in order, no workers) that transforms each image
     once: the evaluation transform draws nothing at random, so the first pass's batches are
@@ -117,10 +125,7 @@ class KeptEvalBatches:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self):
-        # The draw a DataLoader's iterator makes from torch's global generator (its workers'
-        # base seed): the training augmentation reads the same generator, so without it every
-        # later epoch would crop differently from a run that reads val through a DataLoader.
-        torch.empty((), dtype=torch.int64).random_()
+        draw_as_a_dataloader_does()
         return self.batches_in_order()
 
     def batches_in_order(self):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import RandomSampler
 from torchvision import transforms
 
-from hymtl.data.datasets import ImageListDataset
+from hymtl.data.datasets import ImageListDataset, draw_as_a_dataloader_does
 
 log = logging.getLogger("hymtl.data")
 
@@ -124,7 +124,7 @@ class DeviceTrainBatches:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self):
-        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # DataLoader's draw
+        draw_as_a_dataloader_does(self.generator)
         order = list(self.sampler)
         if self.drop_last:
             order = order[: len(self) * self.batch_size]
@@ -193,10 +193,7 @@ class DeviceEvalBatches:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self):
-        # The one draw a DataLoader's iterator makes from torch's global generator, which the
-        # training crops read too: without it, epoch 2 on would crop differently from the
-        # DataLoader path (KeptEvalBatches does the same).
-        torch.empty((), dtype=torch.int64).random_()
+        draw_as_a_dataloader_does()
         return self.batches_in_order()
 
     def batches_in_order(self):
