@@ -28,7 +28,8 @@ def test_hymtl_imports_torchvision_without_dynamo_and_dynamo_still_works():
         """
         import sys
         import hymtl.train, hymtl.predict
-        print("dynamo at start-up:", "torch._dynamo" in sys.modules)
+        from hymtl.lazy_dynamo import dynamo_loaded
+        print("dynamo at start-up:", dynamo_loaded())
         import torch, torchvision
         roi_align_module = sys.modules["torchvision.ops.roi_align"]
         images = torch.arange(64.0).view(1, 1, 8, 8)
@@ -48,6 +49,84 @@ def test_hymtl_imports_torchvision_without_dynamo_and_dynamo_still_works():
     assert lines[1] == "roi_align: [6.75, 8.25, 18.75, 20.25]"
     assert lines[2] == "lazy answer: True" and lines[3] == "real answer: True module"
     assert lines[4] == "compiled: [2.0, 2.0]"
+
+
+OPTIMIZER_STEPS = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(torch.randn(8, 5)), torch.arange(8) % 3).backward()
+        optimizer.step()
+        scheduler.step()
+    optimizer.load_state_dict(optimizer.state_dict())
+    print("weights:", [p.double().sum().item() for p in model.parameters()])
+    """
+)
+
+
+def test_torch_optim_runs_without_loading_dynamo_and_steps_exactly_as_with_it():
+    deferred = run_python(
+        "import hymtl\n" + OPTIMIZER_STEPS + "\nfrom hymtl.lazy_dynamo import dynamo_loaded\n"
+        'print("dynamo loaded:", dynamo_loaded())'
+    )
+    real = run_python("import torch._dynamo\n" + OPTIMIZER_STEPS)
+    assert deferred.returncode == 0 and real.returncode == 0, deferred.stderr + real.stderr
+    weights = deferred.stdout.splitlines()[0]
+    assert weights.startswith("weights: [") and weights == real.stdout.splitlines()[0]
+    assert deferred.stdout.splitlines()[1] == "dynamo loaded: False"
+
+
+def test_dynamo_loaded_after_the_optimizer_ran_is_the_whole_real_module():
+    """The functions torch.optim wrapped in `disable` while dynamo waited are disabled for real
+    once it loads, and importing a submodule first gives one copy of it, not two."""
+    result = run_python(
+        "import hymtl\n"
+        + OPTIMIZER_STEPS
+        + textwrap.dedent(
+            """
+    from hymtl.lazy_dynamo import dynamo_loaded
+    state_dict = torch.optim.Optimizer.state_dict.__wrapped__
+    print("before:", dynamo_loaded(), state_dict.__dynamo_disable is state_dict)
+    import torch._dynamo.config as config
+    print("one config:", config is torch._dynamo.config is sys.modules["torch._dynamo.config"])
+    print("after:", dynamo_loaded(), type(torch._dynamo).__name__)
+
+    @torch._disable_dynamo
+    def kept_out(t):
+        return t + 1
+
+    print("called before compiling:", kept_out(torch.zeros(1)).tolist())
+    double = torch.compile(lambda t: t * 2, backend="eager", fullgraph=True)
+    print("compiled:", double(torch.ones(2)).tolist())
+    try:
+        torch.compile(lambda t: kept_out(t) * 2, backend="eager", fullgraph=True)(torch.ones(1))
+        print("traced into the disabled function")
+    except Exception as error:
+        print("disabled:", type(error).__name__)
+    print("state_dict answered as itself:", hasattr(state_dict, "__dynamo_disable"))
+    """
+        )
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()[1:]
+    assert lines[:5] == [
+        "before: False True",
+        "one config: True",
+        "after: True module",
+        "called before compiling: [1.0]",
+        "compiled: [2.0, 2.0]",
+    ]
+    assert lines[5] == "disabled: Unsupported"
+    # torch's cache of the stand-in's answer is gone: the next call disables it for real
+    assert lines[6] == "state_dict answered as itself: False"
 
 
 def test_nothing_is_stood_in_when_torchvision_is_already_imported():
@@ -131,8 +210,8 @@ def test_a_run_from_the_command_line_completes_its_run_dir(image_root, tmp_path)
 
 
 def test_a_run_imports_only_what_its_config_needs(image_root, tmp_path):
-    """A default run on the CPU loads no launcher, sweeper, tracker or exporter. (It does load
-    torch._dynamo: torch.optim imports it when the optimizer is built.)"""
+    """A default run on the CPU loads no launcher, sweeper, tracker or exporter, and not
+    torch._dynamo either (see lazy_dynamo)."""
     result = run_python(
         f"""
         import sys
@@ -145,8 +224,9 @@ def test_a_run_imports_only_what_its_config_needs(image_root, tmp_path):
         hymtl.train.train(cfg, {str(tmp_path / "run")!r})
         unneeded = ("onnx", "onnxruntime", "onnxscript", "mlflow", "tensorboard", "optuna")
         unneeded += ("submitit", "torch.utils.tensorboard", "torchvision.transforms.v2")
-        print("loaded:", [name for name in unneeded if name in sys.modules])
+        from hymtl.lazy_dynamo import dynamo_loaded
+        print("loaded:", [name for name in unneeded if name in sys.modules], dynamo_loaded())
         """
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.splitlines()[-1] == "loaded: []"
+    assert result.stdout.splitlines()[-1] == "loaded: [] False"
