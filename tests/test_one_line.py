@@ -4,8 +4,11 @@ a sweep (-m) and `--cfg job` as for a single run; a run told to stop by SIGHUP e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -172,3 +175,81 @@ def test_a_sighup_ignored_from_the_start_stays_ignored():
         restore_signals(replaced)
     finally:
         signal.signal(signal.SIGHUP, previous)
+
+
+REFUSALS = """
+import contextlib, io, json, os, sys
+from hydra.core.global_hydra import GlobalHydra
+import hymtl.train
+
+seen = {}
+def run_job(cfg, in_sweep):  # the task, once composed: what its environment says
+    seen["full_error"] = os.environ.get("HYDRA_FULL_ERROR")
+    return 1.0
+
+hymtl.train.run_job = run_job
+results = []
+for argv in json.loads(sys.argv[1]):
+    sys.argv = ["hymtl.train", *argv]
+    stderr, code = io.StringIO(), None
+    with contextlib.redirect_stderr(stderr):
+        try:
+            hymtl.train.command_line()
+        except SystemExit as exit:
+            code = exit.code
+    GlobalHydra.instance().clear()
+    seen_now, seen["full_error"] = seen.get("full_error", "-"), "-"
+    results.append([code, stderr.getvalue(), seen_now, os.environ.get("HYDRA_FULL_ERROR")])
+print(json.dumps(results))
+"""
+
+
+def refusals(argvs: list[list[str]], cwd, full_error: str | None = None) -> list:
+    """[exit code, stderr, HYDRA_FULL_ERROR as the task saw it ("-": no task), as left after]
+    for each command line, run by `hymtl.train.command_line` in one process (the task stubbed)."""
+    env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    if full_error is not None:
+        env["HYDRA_FULL_ERROR"] = full_error
+    result = subprocess.run(
+        [sys.executable, "-c", REFUSALS, json.dumps(argvs)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_what_hydra_cannot_compose_is_its_own_compose_reported_in_one_line(tmp_path):
+    """No second compose before Hydra's: Hydra's own failure is the one line, and the switch
+    that makes Hydra raise it is off again in the run (its errors reported as always)."""
+    run_dir = f"hydra.run.dir={tmp_path / 'run'}"
+    cases = [
+        (["epoch=3", run_dir], "unknown config key epoch (did you mean epochs?)"),
+        (["optimizer.lrr=1"], "unknown config key optimizer.lrr (did you mean optimizer.lr?)"),
+        (["model=resnet999"], "model=resnet999 is not an option; model options: mobilenet_v2,"),
+        (["epochs=many"], "could not be converted to Integer"),
+        (["logger=[mlflow,foo]"], "logger=foo is not an option; logger options: mlflow, none,"),
+        (["data=imagefolder", "data.root=/data/a,b"], "type \"data.root='/data/a,b'\""),
+        (["--cfg", "job", "epoch=3"], "unknown config key epoch (did you mean epochs?)"),
+        # after the compose, before the run: Hydra instantiates its callbacks
+        (["+hydra.callbacks.x._target_=nope.Nope"], "'nope.Nope': ModuleNotFoundError(\"No module"),
+    ]
+    results = refusals([argv for argv, _ in cases], tmp_path)
+    for (argv, expected), (code, stderr, task_saw, left) in zip(cases, results):
+        lines = stderr.splitlines()
+        assert (code, len(lines)) == (2, 1), (argv, stderr)
+        assert lines[0].startswith("hymtl: error: ") and expected in lines[0], (argv, stderr)
+        assert (task_saw, left) == ("-", None)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "outputs").exists()
+
+
+def test_a_composed_run_sees_hydra_full_error_as_the_user_set_it(tmp_path, image_root):
+    argv = [f"data.root={image_root}", f"hydra.run.dir={tmp_path / 'run'}"]
+    [(code, stderr, task_saw, left)] = refusals([argv], tmp_path)
+    assert (code, task_saw, left) == (None, None, None), stderr
+    argv[-1] = f"hydra.run.dir={tmp_path / 'run2'}"
+    [(code, stderr, task_saw, left)] = refusals([argv], tmp_path, full_error="1")
+    assert (code, task_saw, left) == (None, "1", "1"), stderr

@@ -256,7 +256,7 @@ def test_a_sweep_rerun_keeps_resumes_and_restarts_its_jobs(image_root, tmp_path)
 
 
 def test_composition_errors_are_one_line_with_the_near_miss():
-    from hymtl.train import override_problem
+    from hymtl.config.compose import override_problem
 
     assert override_problem(["epoch=3"]).startswith("unknown config key epoch (did you mean epochs")
     assert override_problem(["optimizer.lrr=1"]).startswith(

@@ -261,7 +261,7 @@ def test_report_over_the_working_directory_skips_mlflow_copies(image_root, tmp_p
 
 
 def test_an_unknown_logger_is_one_line_listing_the_options_alone_or_in_a_list():
-    from hymtl.train import override_problem
+    from hymtl.config.compose import override_problem
 
     expected = "logger=foo is not an option; logger options: mlflow, none, tensorboard"
     assert override_problem(["logger=foo"]) == expected

@@ -6,6 +6,7 @@ schema/ groups of hymtl.config.schema too, which are not options anyone picks)."
 
 from __future__ import annotations
 
+import functools
 import re
 from importlib.resources import files
 
@@ -52,6 +53,9 @@ def escape_for_template(text: str) -> str:
     return text.replace("$", "$$")
 
 
+# The two texts are the values of resolvers that OmegaConf evaluates on every compose (merging
+# hydra.help onto its schema), three times in a run: conf/ is read once per process.
+@functools.cache
 def groups_text() -> str:
     """`  regularizer: elasticnet, l1, l2, none   (default: none)`, one line per group."""
     defaults = default_choices()
@@ -65,6 +69,7 @@ def groups_text() -> str:
     return escape_for_template("\n".join(lines))
 
 
+@functools.cache
 def keys_text() -> str:
     """The root config's top-level keys as conf/config.yaml writes them, comments included:
     from the first key after the defaults list up to Hydra's own `hydra:` section."""

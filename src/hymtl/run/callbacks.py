@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict, read_write
 
 from hymtl import errors
-from hymtl.config.compose import to_plain_dict
+from hymtl.config.compose import composed, to_plain_dict
 from hymtl.data.identity import kept_run_problem
 from hymtl.errors import UserError, display_path
 from hymtl.run import sweep
@@ -58,6 +58,7 @@ class RunStartGuard(Callback):
     run it opens is handed over to train(), which does not check it again."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        composed()  # Hydra composed the config: its errors are reported as before from here on
         speaks = launched_ranks().is_main
         task = task_config(config)
         overrides = list(config.hydra.overrides.task)

@@ -164,8 +164,9 @@ def restore_rng(state: dict, loader_generator: torch.Generator) -> None:
     loader_generator.set_state(state["loader"])
 
 
-# What the end of a run draws and scores with (~1 s to import).
-END_OF_RUN_IMPORTS = ("sklearn.metrics", "hymtl.training.plots")
+# What the end of a run draws and scores with (~1 s to import); scikit-learn's confusion matrix
+# display imports pyplot when it draws.
+END_OF_RUN_IMPORTS = ("sklearn.metrics", "hymtl.training.plots", "matplotlib.pyplot")
 
 
 def import_in_background(modules: tuple[str, ...]) -> None:
