@@ -23,12 +23,7 @@ from tqdm import tqdm
 from hymtl import errors
 from hymtl.cli.app import literal_values
 from hymtl.cli.process_exit import run_as_process
-from hymtl.config.compose import (
-    OneRunComposing,
-    RefusedComposition,
-    multirun_problem,
-    to_plain_dict,
-)
+from hymtl.config.compose import CheckedComposing, RefusedComposition, to_plain_dict
 from hymtl.config.schema import register_configs
 from hymtl.data import make_loader
 from hymtl.data.splits import evaluation_block
@@ -366,12 +361,6 @@ def cli() -> NoReturn:
     run_as_process(command_line)
 
 
-def refuse(problem: str) -> NoReturn:
-    if distributed.launched_ranks().is_main:
-        errors.error("hymtl", problem)
-    sys.exit(errors.USAGE)
-
-
 def command_line() -> None:
     """Exit status 1 if any job of a sweep failed. Overrides Hydra would refuse (in any job of
     a sweep, or under `--cfg job` too) are one `hymtl: error:` line and exit status 2 before
@@ -382,14 +371,13 @@ def command_line() -> None:
         # A value Hydra's grammar cannot read (a path with `=`, `[`, `'`, non-ASCII letters)
         # is quoted, as hymtl predict/evaluate/export do: paths work as typed.
         argv = literal_values(sys.argv[1:])
-        problem = multirun_problem(argv)
-        if problem:
-            refuse(problem)
         sys.argv = [sys.argv[0], *argv]  # Hydra reads its arguments from sys.argv
-        with OneRunComposing(argv):
+        with CheckedComposing(argv):
             main()
     except RefusedComposition as problem:
-        refuse(str(problem))
+        if distributed.launched_ranks().is_main:
+            errors.error("hymtl", str(problem))
+        sys.exit(errors.USAGE)
     except KeyboardInterrupt:  # before train() took over: composing, launching, Hydra's files
         stop_handled()
         sweep_command = continue_command()

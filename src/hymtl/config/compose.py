@@ -116,40 +116,44 @@ class RefusedComposition(Exception):
     """Hydra could not compose the run's config: one line (composition_message)."""
 
 
-class OneRunComposing:
-    """Around hymtl.train's @hydra.main for one run: what Hydra refuses while composing the
-    config (a key the config lacks, an option a group lacks, a value of the wrong type) is
-    RefusedComposition with one line, instead of Hydra's multi-line report. It is Hydra's own
-    compose, not one more (each is ~0.1 s of start-up): HYDRA_FULL_ERROR is set while Hydra
+class CheckedComposing:
+    """Around hymtl.train's @hydra.main: what Hydra would refuse to compose (a key the config
+    lacks, an option a group lacks, a value of the wrong type) is RefusedComposition with one
+    line, instead of Hydra's multi-line report, before anything is created. A sweep is checked
+    on entry, before anything launches (multirun_problem). A single run is checked by Hydra's
+    own compose, not one more (each is ~0.1 s of start-up): HYDRA_FULL_ERROR is set while Hydra
     composes, so it raises the error, and unset again by composed(), which RunStartGuard calls
     first thing once the config exists, so that the run itself reports as it always did.
-    Sweeps (multirun_problem), --help, --info, -sc and another config than hymtl's are left
-    to Hydra as before."""
+    --help, --info, -sc and another config than hymtl's are left to Hydra."""
 
-    active: OneRunComposing | None = None  # the one in progress, for composed()
+    active: CheckedComposing | None = None  # the one in progress, for composed()
 
     def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
         flags = {arg.split("=")[0] for arg in argv if arg.startswith("-")}
-        self.checks = not flags & NOT_ONE_RUN
+        self.one_run = not flags & NOT_ONE_RUN
         self.saved: str | None = None
 
-    def __enter__(self) -> OneRunComposing:
-        if self.checks:
+    def __enter__(self) -> CheckedComposing:
+        problem = multirun_problem(self.argv)
+        if problem:
+            raise RefusedComposition(problem)
+        if self.one_run:
             self.saved = os.environ.get(FULL_ERROR)
             os.environ[FULL_ERROR] = "1"
-            OneRunComposing.active = self
+            CheckedComposing.active = self
         return self
 
     def restore(self) -> None:
-        if OneRunComposing.active is self:
-            OneRunComposing.active = None
+        if CheckedComposing.active is self:
+            CheckedComposing.active = None
             if self.saved is None:
                 os.environ.pop(FULL_ERROR, None)
             else:
                 os.environ[FULL_ERROR] = self.saved
 
     def __exit__(self, kind, error, traceback) -> None:
-        composing = OneRunComposing.active is self
+        composing = CheckedComposing.active is self
         self.restore()
         if composing and isinstance(error, (HydraException, OmegaConfBaseException)):
             raise RefusedComposition(composition_message(error)) from None
@@ -157,8 +161,8 @@ class OneRunComposing:
 
 def composed() -> None:
     """The run's config is composed: from here on Hydra reports as it always does."""
-    if OneRunComposing.active is not None:
-        OneRunComposing.active.restore()
+    if CheckedComposing.active is not None:
+        CheckedComposing.active.restore()
 
 
 def multirun_problem(
