@@ -253,3 +253,9 @@ def test_a_composed_run_sees_hydra_full_error_as_the_user_set_it(tmp_path, image
     argv[-1] = f"hydra.run.dir={tmp_path / 'run2'}"
     [(code, stderr, task_saw, left)] = refusals([argv], tmp_path, full_error="1")
     assert (code, task_saw, left) == (None, "1", "1"), stderr
+    # without the callback that turns the switch off first, the task turns it off itself
+    argv[-1] = f"hydra.run.dir={tmp_path / 'run3'}"
+    [(code, stderr, task_saw, left)] = refusals(
+        [argv + ["~hydra.callbacks.run_start_guard"]], tmp_path
+    )
+    assert (code, task_saw, left) == (None, None, None), stderr

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from hymtl import errors
 from hymtl.cli.app import literal_values
 from hymtl.cli.process_exit import run_as_process
-from hymtl.config.compose import CheckedComposing, RefusedComposition, to_plain_dict
+from hymtl.config.compose import CheckedComposing, RefusedComposition, composed, to_plain_dict
 from hymtl.config.schema import register_configs
 from hymtl.data import make_loader
 from hymtl.data.splits import evaluation_block
@@ -326,6 +326,7 @@ def run_job(cfg: DictConfig, in_sweep: bool) -> float:
 def main(cfg: DictConfig) -> float:
     """One run (or one job of a sweep); returns the best val accuracy for sweepers. A job that
     fails leaves its reason in its summary.json and, in a sweep, lets the other jobs go on."""
+    composed()  # as RunStartGuard does, for a config that leaves that callback out
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     # Under torchrun the terminal is rank 0's: the other ranks, which fail alike, stay quiet.
     speaks = distributed.launched_ranks().is_main
