@@ -110,7 +110,26 @@ def draw_as_a_dataloader_does(generator: torch.Generator | None = None) -> None:
     torch.empty((), dtype=torch.int64).random_(generator=generator)
 
 
-class KeptEvalBatches:
+class EvalBatchesInOrder:
+    """An evaluation loader without a DataLoader: `dataset` in batches of `batch_size`, in
+    order, each pass starting with the draw a DataLoader's would make. Subclasses say where
+    the batches come from (batches_in_order)."""
+
+    dataset: Dataset
+    batch_size: int
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self):
+        draw_as_a_dataloader_does()
+        return self.batches_in_order()
+
+    def batches_in_order(self):
+        raise NotImplementedError
+
+
+class KeptEvalBatches(EvalBatchesInOrder):
     """An evaluation DataLoader's batches (in order, no workers) that transforms each image
     once: the evaluation transform draws nothing at random, so the first pass's batches are
     kept and every later epoch reads them again instead of redoing Resize, CenterCrop,
@@ -120,13 +139,6 @@ class KeptEvalBatches:
     def __init__(self, dataset: ImageListDataset, batch_size: int) -> None:
         self.dataset, self.batch_size = dataset, batch_size
         self.batches: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
-    def __iter__(self):
-        draw_as_a_dataloader_does()
-        return self.batches_in_order()
 
     def batches_in_order(self):
         for number, start in enumerate(range(0, len(self.dataset), self.batch_size)):

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch.utils.data import RandomSampler
 from torchvision import transforms
 
-from hymtl.data.datasets import ImageListDataset, draw_as_a_dataloader_does
+from hymtl.data.datasets import EvalBatchesInOrder, ImageListDataset, draw_as_a_dataloader_does
 
 log = logging.getLogger("hymtl.data")
 
@@ -171,7 +171,7 @@ def center_resized(image: torch.Tensor, resize_size: int, image_size: int) -> to
     return resized[..., top : top + image_size, left : left + image_size].round_().clamp_(0, 255)
 
 
-class DeviceEvalBatches:
+class DeviceEvalBatches(EvalBatchesInOrder):
     """The evaluation batches in order, each image transformed once by the evaluation
     transform on the CPU (the same tensors the DataLoader gives) and kept on `device`."""
 
@@ -188,13 +188,6 @@ class DeviceEvalBatches:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.images = images.to(device).contiguous(memory_format=memory_format)
         self.targets = torch.tensor(dataset.targets, device=device)
-
-    def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
-    def __iter__(self):
-        draw_as_a_dataloader_does()
-        return self.batches_in_order()
 
     def batches_in_order(self):
         for start in range(0, len(self.dataset), self.batch_size):
