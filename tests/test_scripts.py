@@ -442,7 +442,8 @@ def test_whole_run_times_both_scripts_to_the_end(tmp_path):
     # one pair: the median is that run's wall time less its one epoch
     wall, outside_s = re.search(r"hymtl ([\d.]+) s, ([\d.]+) s of it outside", pair).groups()
     median = float(outside.removeprefix("outside_epochs_s="))
-    assert abs(median - float(outside_s)) <= 0.05 and 0 < median < float(wall)
+    # printed to 0.1 s in the pair's line and 0.01 s in the median's: they differ by <= 0.055
+    assert abs(median - float(outside_s)) <= 0.055 + 1e-9 and 0 < median < float(wall)
 
 
 @pytest.mark.slow
