@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import torchvision
 
@@ -230,3 +231,39 @@ def test_a_run_imports_only_what_its_config_needs(image_root, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.splitlines()[-1] == "loaded: [] False"
+
+
+SWALLOWS_CTRL_C = """
+import os, signal, time
+try:  # as some of torch's imports do: a bare except around an import
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(2)
+except BaseException:
+    pass
+print("imported")
+"""
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_ctrl_c_while_a_command_imports_is_one_line_even_if_the_import_swallows_it(
+    tmp_path, ignored
+):
+    (tmp_path / "swallows_ctrl_c.py").write_text(SWALLOWS_CTRL_C)
+    result = run_python(
+        f"""
+        import signal, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        if {ignored}:  # nohup, a background job: SIGINT ignored from the start stays ignored
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        from hymtl.cli.process_exit import import_command
+        import_command("swallows_ctrl_c", "hymtl")
+        print("the command ran; SIGINT ignored:", signal.getsignal(signal.SIGINT) is signal.SIG_IGN)
+        """
+    )
+    if ignored:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "imported\nthe command ran; SIGINT ignored: True\n"
+    else:
+        assert (result.returncode, result.stdout) == (130, ""), result.stderr
+        expected = "hymtl: interrupted during start-up, before any training; nothing to resume\n"
+        assert result.stderr == expected

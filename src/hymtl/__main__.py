@@ -13,7 +13,7 @@ import re
 import sys
 
 from hymtl.cli.commands import COMMANDS, HYDRA_COMMANDS
-from hymtl.cli.completion import complete_train
+from hymtl.cli.process_exit import import_command
 from hymtl.errors import OK, USAGE, error, fail
 
 COMPLETION_FLAGS = ("-sc", "--shell-completion")
@@ -54,6 +54,8 @@ def complete(request: str) -> None:
         return
     command = typed[1]
     if command == "train":  # the command TAB is pressed for most: answered without torch
+        from hymtl.cli.completion import complete_train  # Hydra: imported when asked
+
         os.environ["COMP_LINE"] = f"hymtl-train {line[typed.end() :]}"
         complete_train()
     elif command in HYDRA_COMMANDS:
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(usage(), file=sys.stderr)
         sys.exit(USAGE)
-    module = importlib.import_module(COMMANDS[command][0])
+    module = import_command(COMMANDS[command][0], "hymtl")
     # Each command reads sys.argv as if it had been run on its own (Hydra does too).
     sys.argv = [f"hymtl {command}", *rest]
     module.cli()

@@ -15,6 +15,7 @@ OK = 0
 FAILED = 1  # a run or a sweep job failed
 USAGE = 2  # bad input: config, arguments, paths (argparse and Hydra use 2 as well)
 INTERRUPTED = 130
+STARTUP_INTERRUPTED = "interrupted during start-up, before any training; nothing to resume"
 
 
 def display_path(path: str | os.PathLike) -> str:

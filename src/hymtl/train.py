@@ -7,6 +7,14 @@ epoch), finish (predictions, plots, summary.json last).
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m hymtl.train`, before this copy imports anything heavy
+    # Run the copy of this module imported as `hymtl.train`, not this `__main__` one: launchers
+    # that pickle the task function (joblib, submitit) can then refer to it by name. Ctrl-C
+    # while it imports torch is one line (import_command); cli() ends the process.
+    from hymtl.cli.process_exit import import_command
+
+    import_command("hymtl.train", "hymtl").cli()
+
 import logging
 import sys
 import time
@@ -389,11 +397,3 @@ def command_line() -> None:
         sys.exit(errors.INTERRUPTED)
     if sweep_failures():
         sys.exit(errors.FAILED)
-
-
-if __name__ == "__main__":
-    # Run the copy of this module imported as `hymtl.train`, not this `__main__` one: launchers
-    # that pickle the task function (joblib, submitit) can then refer to it by name.
-    from hymtl.train import cli as importable_cli
-
-    importable_cli()

@@ -12,11 +12,15 @@ keeps the normal exit.
 from __future__ import annotations
 
 import atexit
+import importlib
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable
 from typing import NoReturn
+
+from hymtl import errors
 
 
 def exit_status(code: object) -> int:
@@ -52,3 +56,23 @@ def run_as_process(entry: Callable[[], int | None]) -> NoReturn:
     except SystemExit as stop:
         exit_process(stop.code)
     exit_process(status)
+
+
+def import_command(module: str, program: str):
+    """A command's module, imported. Its imports (torch's among them) take a second or more,
+    and some of torch's swallow a KeyboardInterrupt: Ctrl-C meanwhile ends the process on the
+    spot with one line and INTERRUPTED, instead of a traceback of the import or a run that
+    starts anyway. Nothing exists yet that could be lost. A SIGINT that was ignored when the
+    process started (nohup, a background job) stays ignored."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return importlib.import_module(module)
+
+    def stop(signum, frame) -> None:
+        errors.say(program, errors.STARTUP_INTERRUPTED)
+        os._exit(errors.INTERRUPTED)
+
+    signal.signal(signal.SIGINT, stop)
+    try:
+        return importlib.import_module(module)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from hymtl.data.identity import brief, check_same_data, folder_identity
 from hymtl.data.splits import split_rows
-from hymtl.errors import UserError, display_path, one_line
+from hymtl.errors import STARTUP_INTERRUPTED, UserError, display_path, one_line
 from hymtl.run.artifacts import (
     remove_stale_temp_files,
     save_checkpoint,
@@ -243,7 +243,7 @@ class RunOutcome:
 
 def interrupted_before_training() -> str:
     """The one line for a Ctrl-C before train() ran; a run dir Hydra already made says so too."""
-    message = "interrupted during start-up, before any training; nothing to resume"
+    message = STARTUP_INTERRUPTED
     run_dir = new_run_dir_opened()
     if run_dir is not None and run_dir.is_dir() and not (run_dir / "summary.json").exists():
         write_json(run_dir / "summary.json", {"status": "interrupted", "error": message})
